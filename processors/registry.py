@@ -1,0 +1,86 @@
+"""Where processors are found: built-ins, the `stoker.processors` entry-point group,
+and `module:Class` paths from config (`WORKER_PROCESSORS`).
+
+Built-ins are imported lazily, so a queue-only install never imports torch-heavy
+families it does not use; each built-in module registers its class with `@register`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import TypeVar
+
+from processors.base import PermanentError, Processor
+
+ENTRY_POINT_GROUP = "stoker.processors"
+
+P = TypeVar("P", bound=type[Processor])
+
+#: name -> (module, extra that provides its dependencies)
+BUILTINS: dict[str, tuple[str, str | None]] = {
+    "echo": ("processors.echo", None),
+    "transcription": ("processors.audio.transcription", "audio"),
+    "diarization": ("processors.audio.diarization", "audio"),
+    "video_pipeline": ("processors.video.processor", "video"),
+    "llm_analysis": ("processors.llm.processor", "llm"),
+}
+
+_registered: dict[str, type[Processor]] = {}
+
+
+class UnknownProcessor(PermanentError):
+    """No processor of that name is installed or configured."""
+
+
+def register(cls: P) -> P:
+    """Class decorator: make a processor findable by its `name`."""
+    _registered[cls.name] = cls
+    return cls
+
+
+def load_dotted(path: str) -> type[Processor]:
+    """Import `module:Class` (or `module.Class`) and register it."""
+    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Processor)):
+        raise TypeError(f"{path} is not a Processor subclass")
+    return register(cls)
+
+
+def _entry_points() -> dict[str, object]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_configured(paths: list[str]) -> None:
+    """Import the `WORKER_PROCESSORS` classes (fails loudly at startup on a bad path)."""
+    for path in paths:
+        load_dotted(path)
+
+
+def known_names() -> set[str]:
+    """Every processor name this worker could run, without importing built-ins."""
+    return set(BUILTINS) | set(_registered) | set(_entry_points())
+
+
+def get_processor_class(name: str) -> type[Processor]:
+    """The class for `name`, importing its module on first use."""
+    if name in _registered:
+        return _registered[name]
+    if name in BUILTINS:
+        module, extra = BUILTINS[name]
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            hint = f" (install the '{extra}' extra: pip install 'stoker[{extra}]')" if extra else ""
+            raise PermanentError(f"processor {name!r} cannot be imported: {exc}{hint}") from exc
+        if name in _registered:
+            return _registered[name]
+    eps = _entry_points()
+    if name in eps:
+        cls = eps[name].load()  # type: ignore[attr-defined]
+        if not (isinstance(cls, type) and issubclass(cls, Processor)):
+            raise PermanentError(f"entry point {name!r} is not a Processor subclass")
+        _registered[name] = cls
+        return cls
+    raise UnknownProcessor(f"unknown processor {name!r}; known: {', '.join(sorted(known_names()))}")
