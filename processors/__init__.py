@@ -1,6 +1,7 @@
 """Pluggable processors and their common interface (see `processors.base`)."""
 
 from processors.base import (
+    ConfigError,
     Context,
     Params,
     PermanentError,
@@ -13,6 +14,7 @@ from processors.base import (
 from processors.registry import get_processor_class, known_names, register
 
 __all__ = [
+    "ConfigError",
     "Context",
     "Params",
     "PermanentError",

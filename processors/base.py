@@ -37,6 +37,10 @@ class TransientError(ProcessorError):
         self.retry_after = retry_after
 
 
+class ConfigError(Exception):
+    """A processor's configuration is unusable; raised at worker startup, not at job time."""
+
+
 class StopRequested(ProcessorError):
     """Raised by `Context.check_stop()` when the worker asked the job to stop."""
 
@@ -117,6 +121,11 @@ class Processor(abc.ABC):
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.device = "cpu"
+
+    @classmethod
+    def check_config(cls, settings: Settings) -> None:
+        """Validate this processor's settings; raise ConfigError. Called at worker startup."""
+        return None
 
     def load(self, device: str) -> None:
         """Load models onto `device`; keep them on `self` for every later job."""

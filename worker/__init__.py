@@ -1,0 +1,1 @@
+"""Stoker's worker daemon: fetch loop, retries, failed list, recovery, shutdown, CLI."""

@@ -1,0 +1,167 @@
+"""Running one job against resident processors: the executor's side of the work.
+
+Used in-process (`WORKER_ISOLATION=inline`) or inside the long-lived executor process.
+Knows processors, not Redis or SQL: the supervisor hands it a task and callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from config import Settings
+from processors.base import (
+    Context,
+    PermanentError,
+    Processor,
+    StopRequested,
+    TransientError,
+    resolve_device,
+)
+from processors.registry import get_processor_class, load_configured
+from worker.outcome import Outcome
+
+
+@dataclass
+class Task:
+    """What the supervisor hands the executor for one job (JSON over the pipe)."""
+
+    job_id: str
+    processor: str
+    params: dict[str, Any]
+    attempt: int
+    worker_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class Hooks:
+    """The supervisor's services as seen from a running job."""
+
+    progress: Callable[[str, float, str | None], None] = lambda job_id, f, s: None
+    emit: Callable[[str, str, list[dict[str, Any]]], None] = lambda job_id, kind, rows: None
+    job_result: Callable[[str], Any] = lambda job_id: None
+    stop_requested: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class JobRunner:
+    """Keeps processors loaded (once per process) and runs tasks on them."""
+
+    settings: Settings
+    device: str = ""
+    processors: dict[str, Processor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.device:
+            self.device = resolve_device(self.settings.device)
+        if self.settings.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(self.settings.torch_threads)
+        load_configured(self.settings.processors)
+
+    def processor(self, name: str) -> Processor:
+        """The loaded processor for `name`, loading it on first use."""
+        proc = self.processors.get(name)
+        if proc is None:
+            cls = get_processor_class(name)
+            proc = cls(self.settings)
+            proc.load(self.device)
+            self.processors[name] = proc
+        return proc
+
+    def preload(self, names: list[str]) -> None:
+        for name in names:
+            self.processor(name)
+
+    def run(self, task: Task, hooks: Hooks) -> Outcome:
+        """Run one task; never raises (every failure becomes an Outcome)."""
+        started = time.perf_counter()
+        log = structlog.get_logger("stoker.job").bind(
+            job_id=task.job_id, worker_id=task.worker_id, processor=task.processor
+        )
+        try:
+            proc = self.processor(task.processor)
+            try:
+                params = proc.Params.model_validate(task.params)
+            except ValidationError as exc:
+                raise PermanentError(
+                    f"invalid params for {task.processor}: {_describe(exc)}"
+                ) from None
+            ctx = Context(
+                job_id=task.job_id,
+                device=self.device,
+                log=log,
+                settings=self.settings,
+                attempt=task.attempt,
+                _progress=lambda f, s: hooks.progress(task.job_id, f, s),
+                _emit=lambda kind, rows: hooks.emit(task.job_id, kind, rows),
+                _job_result=hooks.job_result,
+                _stop=hooks.stop_requested,
+            )
+            result = proc.process(params, ctx)
+            try:
+                result = json.loads(json.dumps(result))
+            except (TypeError, ValueError) as exc:
+                raise PermanentError(f"result is not JSON-serializable: {exc}") from None
+            return Outcome("succeeded", result=result, duration=time.perf_counter() - started)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            outcome = classify(exc)
+            outcome.duration = time.perf_counter() - started
+            if outcome.oom:
+                free_gpu_memory()
+            return outcome
+
+
+def classify(exc: BaseException) -> Outcome:
+    """Permanent for PermanentError; interrupted for a requested stop; else transient."""
+    tb = "".join(traceback.format_exception(exc))
+    name = type(exc).__name__
+    if isinstance(exc, StopRequested):
+        return Outcome("interrupted", error_type=name, message=str(exc), traceback=tb)
+    if isinstance(exc, PermanentError):
+        return Outcome("error", error_type=name, message=str(exc), traceback=tb, permanent=True)
+    retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+    oom = _is_cuda_oom(exc)
+    message = str(exc) or name
+    return Outcome(
+        "error", error_type=name, message=message, traceback=tb, retry_after=retry_after, oom=oom
+    )
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return "CUDA out of memory" in str(exc)
+
+
+def free_gpu_memory() -> None:
+    """Release cached CUDA memory (after an out-of-memory error)."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
+    )

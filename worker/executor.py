@@ -1,0 +1,375 @@
+"""Execution strategies: where a job's code runs.
+
+- `ProcessExecutor` (default): one long-lived executor process started with `spawn`
+  (never `fork`: CUDA), which loads processors once and runs jobs one at a time. The
+  supervisor talks to it over a pipe in JSON. A job past its timeout, or one that kills
+  the process, costs only that process: the next job gets a fresh one.
+- `InlineExecutor`: jobs run in the supervisor's own process, for debugging. Timeouts
+  cannot be enforced and a crash takes the worker down.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any, Literal
+
+import structlog
+
+from config import Settings
+from worker.execution import Hooks, JobRunner, Task
+from worker.outcome import Outcome
+
+log = structlog.get_logger("stoker.executor")
+
+Abort = Literal["stop", "kill"] | None
+
+
+class JobHandler(abc.ABC):
+    """The supervisor's side of a running job."""
+
+    @abc.abstractmethod
+    def progress(self, job_id: str, fraction: float, stage: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def rows(self, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None: ...
+
+    @abc.abstractmethod
+    def job_result(self, job_id: str) -> Any: ...
+
+    def poll(self) -> Abort:
+        """Called often while a job runs: "stop" asks it to stop, "kill" stops it now."""
+        return None
+
+
+class Executor(abc.ABC):
+    device: str = "cpu"
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Get ready to run jobs (load what is preloaded)."""
+
+    @abc.abstractmethod
+    def execute(self, task: Task, timeout: float | None, handler: JobHandler) -> Outcome:
+        """Run one task to its outcome; never raises for the job's own failures."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class InlineExecutor(Executor):
+    """Runs jobs in the calling process (no isolation, no timeouts)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runner: JobRunner | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        if self.runner is None:
+            self.runner = JobRunner(self.settings)
+            self.device = self.runner.device
+            self.runner.preload(self.settings.preload)
+
+    def execute(self, task: Task, timeout: float | None, handler: JobHandler) -> Outcome:
+        self.start()
+        assert self.runner is not None
+
+        def stop_requested() -> bool:
+            return handler.poll() is not None
+
+        hooks = Hooks(
+            progress=handler.progress,
+            emit=handler.rows,
+            job_result=handler.job_result,
+            stop_requested=stop_requested,
+        )
+        return self.runner.run(task, hooks)
+
+    def close(self) -> None:
+        if self.runner:
+            for proc in self.runner.processors.values():
+                proc.close()
+
+
+class ProcessExecutor(Executor):
+    """One spawned executor process, restarted only when it dies, hangs or is recycled."""
+
+    def __init__(self, settings: Settings, worker_id: str = "") -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self._ctx = mp.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self.jobs_in_child = 0
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def start(self) -> None:
+        if self.alive():
+            return
+        self._discard()
+        parent, child = self._ctx.Pipe(duplex=True)
+        self._proc = self._ctx.Process(
+            target=_child_main,
+            args=(child, self.settings, self.worker_id),
+            name=f"stoker-executor-{self.worker_id}",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        self.jobs_in_child = 0
+        ready = self._wait_ready()
+        self.device = ready.get("device", "cpu")
+        log.info("executor started", pid=self._proc.pid, device=self.device)
+
+    def _wait_ready(self) -> dict[str, Any]:
+        assert self._conn is not None and self._proc is not None
+        while True:
+            ready = wait([self._conn, self._proc.sentinel], timeout=600)
+            if self._conn in ready:
+                try:
+                    msg = json.loads(self._conn.recv_bytes())
+                except (EOFError, OSError):
+                    msg = {}
+                if msg.get("type") == "ready":
+                    return msg
+                if msg.get("type") == "startup_error":
+                    self._discard()
+                    raise RuntimeError(f"executor failed to start: {msg.get('error')}")
+            if self._proc.sentinel in ready or not ready:
+                code = self._proc.exitcode
+                self._discard()
+                raise RuntimeError(f"executor died during startup (exit code {code})")
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        assert self._conn is not None
+        self._conn.send_bytes(json.dumps(msg, separators=(",", ":")).encode())
+
+    def execute(self, task: Task, timeout: float | None, handler: JobHandler) -> Outcome:
+        self.start()
+        assert self._conn is not None and self._proc is not None
+        started = time.monotonic()
+        deadline = started + timeout if timeout else None
+        self._send({"type": "run", "task": task.to_dict()})
+        self.jobs_in_child += 1
+        stop_sent = False
+        conn, sentinel = self._conn, self._proc.sentinel
+        while True:
+            wait_for = 0.25
+            if deadline is not None:
+                wait_for = max(0.0, min(wait_for, deadline - time.monotonic()))
+            ready = wait([conn, sentinel], timeout=wait_for)
+            if conn in ready:
+                try:
+                    msg = json.loads(conn.recv_bytes())
+                except (EOFError, OSError):
+                    msg = None
+                if msg is not None:
+                    kind = msg["type"]
+                    if kind == "done":
+                        outcome = Outcome(**msg["outcome"])
+                        self._maybe_recycle()
+                        return outcome
+                    if kind == "progress":
+                        handler.progress(msg["job_id"], msg["fraction"], msg["stage"])
+                    elif kind == "rows":
+                        handler.rows(msg["job_id"], msg["kind"], msg["rows"])
+                    elif kind == "job_result":
+                        self._send({"type": "job_result", "result": handler.job_result(msg["id"])})
+                    continue
+            if sentinel in ready or (conn in ready and not self._proc.is_alive()):
+                self._proc.join(1)
+                return self._crashed(time.monotonic() - started)
+            if deadline is not None and time.monotonic() >= deadline:
+                self.kill()
+                return Outcome(
+                    "timeout",
+                    error_type="Timeout",
+                    message=f"job ran past its timeout of {timeout:g} s; executor killed",
+                    duration=time.monotonic() - started,
+                )
+            abort = handler.poll()
+            if abort == "kill":
+                self.kill()
+                return Outcome(
+                    "interrupted",
+                    error_type="Interrupted",
+                    message="stopped by worker shutdown",
+                    duration=time.monotonic() - started,
+                )
+            if abort == "stop" and not stop_sent:
+                self._send({"type": "stop"})
+                stop_sent = True
+
+    def _crashed(self, duration: float) -> Outcome:
+        code = self._proc.exitcode if self._proc is not None else None
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            message = f"executor killed by {name} ({-code})"
+        else:
+            message = f"executor exited with code {code}"
+        log.warning("executor crashed", message=message)
+        self._discard()
+        self.restarts += 1
+        return Outcome("crashed", error_type="ExecutorCrashed", message=message, duration=duration)
+
+    def _maybe_recycle(self) -> None:
+        limit_jobs = self.settings.max_jobs_per_child
+        limit_mb = self.settings.max_memory_per_child
+        reason = None
+        if limit_jobs and self.jobs_in_child >= limit_jobs:
+            reason = f"ran {self.jobs_in_child} jobs"
+        elif limit_mb and self._proc is not None:
+            import psutil
+
+            try:
+                rss_mb = psutil.Process(self._proc.pid).memory_info().rss / 2**20
+            except psutil.Error:
+                rss_mb = 0.0
+            if rss_mb > limit_mb:
+                reason = f"uses {rss_mb:.0f} MiB > {limit_mb} MiB"
+        if reason:
+            log.info("recycling executor", reason=reason)
+            self.close()
+            self.restarts += 1
+
+    def kill(self) -> None:
+        """Stop the executor now (SIGKILL); the next job starts a fresh one."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        self._discard()
+        self.restarts += 1
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._proc = None
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            with contextlib.suppress(OSError):
+                self._send({"type": "exit"})
+            self._proc.join(10)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(5)
+        self._discard()
+
+
+def _child_main(conn: Connection, settings: Settings, worker_id: str) -> None:
+    """The executor process: load processors once, then run tasks until told to exit."""
+    # Signals are the supervisor's business: it decides when to stop a running job.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from worker.logs import configure_logging
+
+    configure_logging(settings)
+    send_lock = threading.Lock()
+
+    def send(msg: dict[str, Any]) -> None:
+        data = json.dumps(msg, separators=(",", ":"), default=str).encode()
+        with send_lock:
+            conn.send_bytes(data)
+
+    try:
+        runner = JobRunner(settings)
+        runner.preload(settings.preload)
+    except BaseException as exc:
+        send({"type": "startup_error", "error": f"{type(exc).__name__}: {exc}"})
+        return
+    tasks: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    replies: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while True:
+            try:
+                msg = json.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                # The supervisor is gone: nobody will record what we do, so stop now.
+                os._exit(0)
+            kind = msg.get("type")
+            if kind == "run":
+                stop.clear()
+                tasks.put(msg["task"])
+            elif kind == "stop":
+                stop.set()
+            elif kind == "job_result":
+                replies.put(msg.get("result"))
+            elif kind == "exit":
+                tasks.put(None)
+                return
+
+    threading.Thread(target=reader, name="stoker-executor-reader", daemon=True).start()
+    throttle = _Throttle(0.1)
+
+    def progress(job_id: str, fraction: float, stage: str | None) -> None:
+        if throttle.ready(stage, fraction):
+            send({"type": "progress", "job_id": job_id, "fraction": fraction, "stage": stage})
+
+    def emit(job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
+        send({"type": "rows", "job_id": job_id, "kind": kind, "rows": rows})
+
+    def job_result(other_id: str) -> Any:
+        send({"type": "job_result", "id": other_id})
+        return replies.get(timeout=60)
+
+    hooks = Hooks(progress=progress, emit=emit, job_result=job_result, stop_requested=stop.is_set)
+    send({"type": "ready", "device": runner.device, "pid": os.getpid()})
+    while (raw := tasks.get()) is not None:
+        throttle.reset()
+        outcome = runner.run(Task(**raw), hooks)
+        send({"type": "done", "outcome": outcome.to_dict()})
+    for proc in runner.processors.values():
+        proc.close()
+
+
+class _Throttle:
+    """Let a progress report through at most every `interval` s, or on a stage change."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.reset()
+
+    def reset(self) -> None:
+        self.last = 0.0
+        self.stage: str | None = None
+
+    def ready(self, stage: str | None, fraction: float) -> bool:
+        now = time.monotonic()
+        if stage != self.stage or fraction >= 1.0 or now - self.last >= self.interval:
+            self.last, self.stage = now, stage
+            return True
+        return False
+
+
+def make_executor(settings: Settings, worker_id: str) -> Executor:
+    if settings.isolation == "inline":
+        return InlineExecutor(settings)
+    return ProcessExecutor(settings, worker_id)
+
+
+__all__ = ["Executor", "InlineExecutor", "JobHandler", "ProcessExecutor", "make_executor"]
+_ = Callable

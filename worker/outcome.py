@@ -1,0 +1,28 @@
+"""What running one job produced, as the executor reports it to the supervisor."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Kind = Literal["succeeded", "error", "timeout", "crashed", "interrupted"]
+
+
+@dataclass
+class Outcome:
+    kind: Kind
+    result: Any = None
+    error_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    permanent: bool = False
+    retry_after: float | None = None
+    duration: float = 0.0
+    oom: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.kind == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

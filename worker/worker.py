@@ -1,0 +1,566 @@
+"""The worker: a supervisor that fetches jobs, hands them to an executor, records outcomes.
+
+One loop, one job at a time:
+
+1. `fetch`: atomically move the oldest job of the first non-empty queue (strict priority)
+   into this worker's in-flight list, promoting due retries first; acknowledge the previous
+   job in the same round trip. When every queue is empty, block briefly on the first.
+2. Validate the payload; reject bad ones to the failed list with a readable reason.
+3. Record `running` in the database (skip jobs whose success is already recorded).
+4. Run it on the executor (its own process by default) with its timeout.
+5. Record the outcome in the database, then move the job in Redis: acknowledged,
+   scheduled for a retry, failed, or put back at the front of its queue on shutdown.
+   Nothing leaves the in-flight list before its outcome is durable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import redis
+import structlog
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from config import Settings
+from processors.base import ConfigError
+from processors.registry import BUILTINS, get_processor_class, known_names, load_configured
+from worker.broker import Broker, Delivery
+from worker.execution import Task
+from worker.executor import Abort, Executor, JobHandler, make_executor
+from worker.heartbeat import Heartbeat
+from worker.keys import Keys
+from worker.outcome import Outcome
+from worker.protocol import BadPayload, Job, parse_payload, utcnow
+from worker.recovery import Recovery
+from worker.retry_policy import RetryPolicy
+from worker.stats import Stats
+from worker.store import JobStore
+
+log = structlog.get_logger("stoker.worker")
+
+T = TypeVar("T")
+AckInfo = tuple[str, bytes, str]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def connect_redis(settings: Settings) -> tuple[redis.Redis, Any]:
+    """A client for `REDIS_URL`, or for the embedded server (started if needed)."""
+    server = None
+    url = settings.redis_url
+    if not url:
+        from worker.redis_server import embedded_redis_url
+
+        url, server = embedded_redis_url(settings.data_dir)
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
+    )
+    return client, server
+
+
+class Worker:
+    """A long-lived worker process. `run()` returns the process exit code."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        burst: bool = False,
+        client: redis.Redis | None = None,
+        store: JobStore | None = None,
+        executor: Executor | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.burst = burst
+        self.worker_id = worker_id or settings.id or default_worker_id()
+        self.keys = Keys.from_settings(settings)
+        self.queues = list(settings.queues)
+        self._redis_server = None
+        if client is None:
+            client, self._redis_server = connect_redis(settings)
+        self.client = client
+        self.broker = Broker(client, self.keys, self.worker_id)
+        self.store = store or JobStore(settings.resolved_database_url)
+        self.executor = executor or make_executor(settings, self.worker_id)
+        self.policy = RetryPolicy.from_settings(settings)
+        self.stats = Stats()
+        self.heartbeat = Heartbeat(client, self.keys, self.worker_id, settings, self.queues)
+        self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
+        self.stopping = False
+        self.force = False
+        self._stop_since: float | None = None
+        self.current: Job | None = None
+        self._cancel_current = False
+        self._last_maintenance = 0.0
+        self._log = log.bind(worker_id=self.worker_id)
+
+    # Lifecycle
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.request_stop(force=self.stopping, reason=signal.Signals(signum).name)
+
+    def request_stop(self, *, force: bool = False, reason: str = "") -> None:
+        """Stop fetching; `force` also stops the running job now."""
+        if force:
+            self.force = True
+        if not self.stopping:
+            self.stopping = True
+            self._stop_since = time.monotonic()
+        self._log.info(
+            "shutdown requested",
+            reason=reason,
+            force=self.force,
+            grace_s=self.settings.shutdown_grace,
+            running=self.current.id if self.current else None,
+        )
+
+    def check_config(self) -> None:
+        """Fail at startup, not at job time, on a bad processor configuration."""
+        load_configured(self.settings.processors)
+        for name in sorted(known_names()):
+            module_missing = name in BUILTINS and BUILTINS[name][1] is not None
+            try:
+                cls = get_processor_class(name)
+            except Exception as exc:
+                if not module_missing:
+                    self._log.warning("processor unavailable", processor=name, error=str(exc))
+                continue
+            cls.check_config(self.settings)
+
+    def setup(self) -> None:
+        self.settings.media_root.mkdir(parents=True, exist_ok=True)
+        self.settings.output_dir.mkdir(parents=True, exist_ok=True)
+        self._retry_db(self.store.migrate, "migrate")
+        self.check_config()
+        self.heartbeat.beat()
+        self.heartbeat.start()
+        self.executor.start()
+        self.heartbeat.fields["device"] = self.executor.device
+        self._log.info(
+            "stoker worker started",
+            queues=self.queues,
+            queue_keys=[self.keys.queue(q) for q in self.queues],
+            failed_key=self.keys.failed,
+            device=self.executor.device,
+            isolation=self.settings.isolation,
+            database=_safe_url(self.store.url),
+            redis=_safe_url(self.client.connection_pool.connection_kwargs.get("host", "")),
+            processors=sorted(known_names()),
+            pid=os.getpid(),
+            burst=self.burst,
+        )
+        self.recovery.run(self.stats)
+
+    def run(self) -> int:
+        try:
+            self.setup()
+        except ConfigError as exc:
+            self._log.error("configuration error", error=str(exc))
+            self.close()
+            return 2
+        try:
+            self.loop()
+        finally:
+            self.close()
+            self._log.info("stoker worker stopped", **self.stats.summary())
+        return 0
+
+    def close(self) -> None:
+        self.heartbeat.stop()
+        try:
+            self.executor.close()
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                self.heartbeat.unregister()
+            self.store.close()
+            if self._redis_server is not None:
+                self._redis_server.stop()
+
+    # The loop
+    def loop(self) -> None:
+        pending: AckInfo | None = None
+        while not self.stopping:
+            self.maintenance()
+            res = self._retry_redis(lambda p=pending: self.broker.fetch(self.queues, ack=p))
+            pending = None
+            delivery = res.delivery
+            if delivery is None:
+                if self.burst:
+                    return
+                delivery = self._retry_redis(
+                    lambda nd=res.next_due: self.broker.block_fetch(
+                        self.queues[0], self._block_timeout(nd)
+                    )
+                )
+                if delivery is None:
+                    continue
+            pending = self.handle(delivery)
+        if pending is not None:
+            inflight, raw, job_id = pending
+            self._retry_redis(lambda: self.broker.ack(Delivery(raw, "", inflight, None, 0), job_id))
+
+    def _block_timeout(self, next_due: float | None) -> float:
+        # With several queues, BLMOVE watches only the first: keep the wait short so a job
+        # on any other queue starts within ~block_timeout.
+        timeout = self.settings.block_timeout if len(self.queues) > 1 else 1.0
+        if next_due is not None:
+            timeout = min(timeout, max(0.01, next_due - time.time()))
+        return max(0.01, timeout)
+
+    def maintenance(self, *, every: float = 0.0) -> None:
+        """Periodic work between jobs and while one runs: recover dead workers' jobs."""
+        now = time.monotonic()
+        interval = every or max(1.0, self.settings.heartbeat_ttl / 3)
+        if now - self._last_maintenance < interval:
+            return
+        self._last_maintenance = now
+        try:
+            self.recovery.run(self.stats)
+        except (redis.RedisError, OperationalError, DBAPIError) as exc:
+            self._log.warning("recovery skipped", error=str(exc))
+
+    # One job
+    def handle(self, delivery: Delivery) -> AckInfo | None:
+        """Run one delivered job to a recorded outcome. Returns an ack to piggyback."""
+        if delivery.duplicate_of:
+            self._log.warning(
+                "duplicate job id is already running elsewhere; dropped",
+                holder=delivery.duplicate_of,
+                queue=delivery.queue,
+            )
+            self._retry_redis(lambda: self.broker.drop_duplicate(delivery))
+            self.stats.skipped += 1
+            return None
+        try:
+            job, generated = parse_payload(
+                delivery.raw,
+                default_processor=self.settings.queue_processors.get(delivery.queue),
+                max_bytes=self.settings.max_payload_bytes,
+            )
+        except BadPayload as exc:
+            self.reject(delivery, exc.reason, "BadPayload", exc.job_id, exc.data)
+            return None
+        if generated:
+            payload = job.to_payload()
+            delivery = self._retry_redis(lambda: self.broker.rewrite(delivery, payload))
+        jlog = self._log.bind(job_id=job.id, processor=job.processor, queue=delivery.queue)
+        if job.processor not in known_names():
+            self.reject(
+                delivery,
+                f"unknown processor {job.processor!r}; known: {', '.join(sorted(known_names()))}",
+                "UnknownProcessor",
+                job.id,
+                job.model_dump(mode="json"),
+            )
+            return None
+        if job.run_at and job.run_at.timestamp() > time.time() + 0.001:
+            self._retry_db(lambda: self.store.enqueued(job, delivery.queue), "defer")
+            due = job.run_at.timestamp()
+            self._retry_redis(lambda: self.broker.schedule(delivery, job.id, job.to_payload(), due))
+            jlog.info("job deferred", run_at=job.run_at.isoformat())
+            return None
+
+        started_at = utcnow()
+        decision = self._retry_db(
+            lambda: self.store.start(job, delivery.queue, self.worker_id, started_at), "start"
+        )
+        if decision != "run":
+            jlog.info("job already finished; acknowledged without running", status=decision)
+            self.stats.skipped += 1
+            return (delivery.inflight_key, delivery.raw, job.id)
+
+        attempt = job.attempts + 1
+        timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
+        jlog.info("job started", attempt=attempt, deliveries=delivery.deliveries)
+        self.current, self._cancel_current = job, False
+        self.heartbeat.fields["current_job"] = job.id
+        handler = _Handler(self, job.id)
+        try:
+            outcome = self.executor.execute(
+                Task(job.id, job.processor, job.params, attempt, self.worker_id),
+                timeout or None,
+                handler,
+            )
+        finally:
+            self.current = None
+            self.heartbeat.fields["current_job"] = ""
+        handler.flush()
+        self.stats.processed += 1
+        return self.settle(delivery, job, attempt, outcome, started_at, jlog)
+
+    def settle(
+        self,
+        delivery: Delivery,
+        job: Job,
+        attempt: int,
+        outcome: Outcome,
+        started_at: datetime,
+        jlog: Any,
+    ) -> AckInfo | None:
+        """Record the outcome durably, then move the job in Redis accordingly."""
+
+        def finish(status: Any, run_at: datetime | None = None) -> None:
+            self._retry_db(
+                lambda: self.store.finish(
+                    job.id,
+                    attempt=attempt,
+                    worker_id=self.worker_id,
+                    outcome=outcome,
+                    status=status,
+                    started_at=started_at,
+                    run_at=run_at,
+                ),
+                "finish",
+            )
+
+        fields = {"attempt": attempt, "duration_s": round(outcome.duration, 4)}
+        if outcome.kind == "timeout":
+            self.stats.timeouts += 1
+        elif outcome.kind == "crashed":
+            self.stats.crashes += 1
+
+        if outcome.succeeded:
+            finish("succeeded")
+            self.stats.succeeded += 1
+            jlog.info("job succeeded", **fields)
+            return (delivery.inflight_key, delivery.raw, job.id)
+
+        if outcome.kind == "interrupted":
+            if self._cancel_current:
+                finish("cancelled")
+                jlog.info("job cancelled while running", **fields)
+                return (delivery.inflight_key, delivery.raw, job.id)
+            finish("queued")
+            payload = job.to_payload()
+            self._retry_redis(lambda: self.broker.requeue_front(delivery, job.id, payload))
+            self.stats.requeued += 1
+            jlog.info("job interrupted by shutdown; back at the front of its queue", **fields)
+            return None
+
+        max_attempts = job.max_attempts or self.policy.max_attempts
+        if not outcome.permanent and self.policy.should_retry(attempt, max_attempts):
+            delay = max(self.policy.delay(attempt), outcome.retry_after or 0.0)
+            due = time.time() + delay
+            finish("retrying", datetime.fromtimestamp(due, UTC))
+            retry = job.model_copy(update={"attempts": attempt})
+            payload = retry.to_payload()
+            self._retry_redis(lambda: self.broker.schedule(delivery, job.id, payload, due))
+            self.stats.retried += 1
+            jlog.warning(
+                "job failed; retry scheduled",
+                kind=outcome.kind,
+                error_type=outcome.error_type,
+                error=outcome.message,
+                retry_in_s=round(delay, 2),
+                **fields,
+            )
+            return None
+
+        finish("failed")
+        entry = self._failed_entry(job.model_dump(mode="json"), delivery, job.id, outcome, attempt)
+        entry["job"]["attempts"] = attempt
+        self._retry_redis(lambda: self.broker.fail(delivery, job.id, entry))
+        self.stats.failed += 1
+        jlog.error(
+            "job failed",
+            kind=outcome.kind,
+            error_type=outcome.error_type,
+            error=outcome.message,
+            permanent=outcome.permanent,
+            **fields,
+        )
+        return None
+
+    def reject(
+        self, delivery: Delivery, reason: str, error_type: str, job_id: str | None, data: Any
+    ) -> None:
+        """A job that can never run: straight to the failed list (and a failed row)."""
+        failed_id = job_id or uuid.uuid4().hex
+        if job_id:
+            self._retry_db(
+                lambda: self.store.failed_early(
+                    job_id,
+                    queue=delivery.queue,
+                    reason=reason,
+                    error_type=error_type,
+                    data=data,
+                    worker_id=self.worker_id,
+                ),
+                "reject",
+            )
+        outcome = Outcome("error", error_type=error_type, message=reason, permanent=True)
+        entry = self._failed_entry(data, delivery, failed_id, outcome, 0)
+        if not isinstance(data, dict):
+            entry["raw"] = delivery.raw.decode("utf-8", errors="replace")
+        self._retry_redis(lambda: self.broker.fail(delivery, job_id, entry))
+        self.stats.failed += 1
+        self._log.error(
+            "job rejected",
+            job_id=failed_id,
+            error_type=error_type,
+            error=reason,
+            queue=delivery.queue,
+        )
+
+    def _failed_entry(
+        self, job: Any, delivery: Delivery, job_id: str, outcome: Outcome, attempts: int
+    ) -> dict[str, Any]:
+        return {
+            "id": job_id,
+            "job": job if isinstance(job, dict) else None,
+            "queue": delivery.queue,
+            "error": {
+                "type": outcome.error_type,
+                "kind": outcome.kind,
+                "message": outcome.message,
+                "traceback": outcome.traceback,
+            },
+            "attempts": attempts,
+            "worker_id": self.worker_id,
+            "queued_at": job.get("queued_at") if isinstance(job, dict) else None,
+            "failed_at": utcnow().isoformat(),
+        }
+
+    # Fault tolerance
+    def _retry_redis(self, fn: Callable[[], T]) -> T:
+        """Call `fn`, reconnecting with backoff while Redis is unreachable."""
+        delay = 0.1
+        while True:
+            try:
+                return fn()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if self.force:
+                    raise
+                self._log.warning("redis unavailable; retrying", error=str(exc), retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except redis.ResponseError as exc:
+                if "LOADING" not in str(exc):
+                    raise
+                time.sleep(delay)
+
+    def _retry_db(self, fn: Callable[[], T], what: str) -> T:
+        """Call `fn`, retrying with backoff while the database is unreachable."""
+        delay = 0.1
+        while True:
+            try:
+                return fn()
+            except (OperationalError, DBAPIError) as exc:
+                if not _is_connection_error(exc):
+                    raise
+                if self.force:
+                    raise
+                self._log.warning(
+                    "database unavailable; outcome kept until it returns",
+                    op=what,
+                    error=str(exc.orig or exc)[:200],
+                    retry_in_s=delay,
+                )
+                self.store.reset()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+class _Handler(JobHandler):
+    """Progress, rows and control for the job being run by `worker`."""
+
+    def __init__(self, worker: Worker, job_id: str) -> None:
+        self.worker = worker
+        self.job_id = job_id
+        self.interval = worker.settings.progress_interval
+        self.last_write = 0.0
+        self.pending: tuple[float, str | None] | None = None
+        self.rows_seen: set[str] = set()
+        self.last_cancel_check = 0.0
+
+    def progress(self, job_id: str, fraction: float, stage: str | None) -> None:
+        self.pending = (fraction, stage)
+        now = time.monotonic()
+        if now - self.last_write >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending is None:
+            return
+        fraction, stage = self.pending
+        self.pending = None
+        self.last_write = time.monotonic()
+        w = self.worker
+        try:
+            w.store.progress(self.job_id, fraction, stage)
+            event = {"job_id": self.job_id, "progress": fraction, "stage": stage}
+            w.client.publish(w.keys.progress_channel(self.job_id), json.dumps(event))
+        except (redis.RedisError, OperationalError, DBAPIError) as exc:
+            # Progress is advisory: losing one update must not fail the job.
+            w._log.debug("progress not saved", error=str(exc))
+            w.store.reset()
+
+    def rows(self, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
+        first = kind not in self.rows_seen
+        self.rows_seen.add(kind)
+        self.worker._retry_db(
+            lambda: self.worker.store.save_rows(job_id, kind, rows, first=first), "rows"
+        )
+
+    def job_result(self, job_id: str) -> Any:
+        return self.worker._retry_db(lambda: self.worker.store.result(job_id), "job_result")
+
+    def poll(self) -> Abort:
+        w = self.worker
+        now = time.monotonic()
+        if now - self.last_cancel_check >= 1.0:
+            self.last_cancel_check = now
+            w.maintenance()
+            try:
+                if w.client.sismember(w.keys.cancel, self.job_id):
+                    w.client.srem(w.keys.cancel, self.job_id)
+                    w._cancel_current = True
+            except redis.RedisError:
+                pass
+        if w._cancel_current or w.force:
+            return "kill"
+        grace = w.settings.shutdown_grace
+        if w.stopping and w._stop_since is not None and now - w._stop_since >= grace:
+            return "kill"
+        return None
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig or exc).lower()
+    return any(
+        s in text
+        for s in (
+            "could not connect",
+            "connection",
+            "server closed",
+            "database is locked",
+            "unable to open",
+            "terminating",
+            "timeout",
+            "no route",
+            "refused",
+        )
+    )
+
+
+def _safe_url(url: str) -> str:
+    from worker.logs import redact_url
+
+    return redact_url(str(url))
