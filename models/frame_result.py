@@ -20,4 +20,4 @@ class FrameResult(Base):
     )
     frame_index: Mapped[int] = mapped_column(Integer)
     timestamp: Mapped[float] = mapped_column(Float)
-    values: Mapped[Any] = mapped_column(JSONType)
+    values: Mapped[Any] = mapped_column(JSONType, nullable=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Integer, String, Text
+from sqlalchemy import CheckConstraint, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, JSONType
+from models.base import Base, JSONType, UTCDateTime
 
 #: queued -> running -> succeeded | retrying -> running ... | failed | cancelled
 STATUSES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
@@ -17,6 +17,9 @@ FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES!r}", name="status"),  # ck_jobs_status
+    )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     queue: Mapped[str | None] = mapped_column(String(128))
@@ -31,8 +34,8 @@ class Job(Base):
     error_type: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text)
     worker_id: Mapped[str | None] = mapped_column(String(128))
-    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

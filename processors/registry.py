@@ -7,6 +7,7 @@ families it does not use; each built-in module registers its class with `@regist
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 from typing import TypeVar
@@ -48,7 +49,9 @@ def load_dotted(path: str) -> type[Processor]:
     return register(cls)
 
 
+@functools.lru_cache(maxsize=1)
 def _entry_points() -> dict[str, object]:
+    # Scanning installed distributions costs milliseconds: once per process is enough.
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

@@ -334,7 +334,9 @@ def cmd_enqueue(a: App, args: argparse.Namespace) -> int:
         print(f"invalid job: {exc}", file=sys.stderr)
         return 2
     a.store.enqueued(job, queue)
-    a.broker.enqueue(queue, job.to_payload(), run_at=run_at)
+    # In the scheduled set the score holds the due time: the promoted job runs at once.
+    payload = job.model_copy(update={"run_at": None}).to_payload()
+    a.broker.enqueue(queue, payload, run_at=run_at)
     print(job.id)
     return 0
 
@@ -343,8 +345,16 @@ def cmd_cancel(a: App, args: argparse.Namespace) -> int:
     removed = 0
     for q in a.settings.queues:
         for raw in a.client.lrange(a.keys.queue(q), 0, -1):
-            if _payload_id(raw) == args.id:
-                removed += a.client.lrem(a.keys.queue(q), 1, raw)
+            if _payload_id(raw) == args.id and a.client.lrem(a.keys.queue(q), 1, raw):
+                removed += 1
+                if a.store.get(args.id) is None:
+                    # Pushed straight to Redis: give it a row, so its cancellation shows.
+                    default = a.settings.queue_processors.get(q)
+                    try:
+                        job, _ = parse_payload(raw, default_processor=default)
+                        a.store.enqueued(job, q)
+                    except BadPayload:
+                        pass
     a.client.sadd(a.keys.cancel, args.id)
     a.store.cancel(args.id)
     print(f"cancelled {args.id}" + (f" (removed {removed} from its queue)" if removed else ""))

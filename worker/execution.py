@@ -125,6 +125,26 @@ class JobRunner:
             return outcome
 
 
+def check_processor_config(settings: Settings) -> None:
+    """Run every available processor's `check_config`: a bad configuration fails at startup.
+
+    Raises ConfigError. Processors whose optional dependencies are not installed are skipped.
+    """
+    from processors.registry import BUILTINS, known_names
+
+    load_configured(settings.processors)
+    for name in sorted(known_names()):
+        try:
+            cls = get_processor_class(name)
+        except Exception as exc:
+            if name not in BUILTINS or BUILTINS[name][1] is None:
+                structlog.get_logger("stoker.executor").warning(
+                    "processor unavailable", processor=name, error=str(exc)
+                )
+            continue
+        cls.check_config(settings)
+
+
 def classify(exc: BaseException) -> Outcome:
     """Permanent for PermanentError; interrupted for a requested stop; else transient."""
     tb = "".join(traceback.format_exception(exc))

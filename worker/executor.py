@@ -26,7 +26,8 @@ from typing import Any, Literal
 import structlog
 
 from config import Settings
-from worker.execution import Hooks, JobRunner, Task
+from processors.base import ConfigError
+from worker.execution import Hooks, JobRunner, Task, check_processor_config
 from worker.outcome import Outcome
 
 log = structlog.get_logger("stoker.executor")
@@ -76,6 +77,7 @@ class InlineExecutor(Executor):
 
     def start(self) -> None:
         if self.runner is None:
+            check_processor_config(self.settings)
             self.runner = JobRunner(self.settings)
             self.device = self.runner.device
             self.runner.preload(self.settings.preload)
@@ -112,6 +114,7 @@ class ProcessExecutor(Executor):
         self._conn: Connection | None = None
         self.jobs_in_child = 0
         self.restarts = 0
+        self._config_checked = False
 
     @property
     def pid(self) -> int | None:
@@ -127,7 +130,7 @@ class ProcessExecutor(Executor):
         parent, child = self._ctx.Pipe(duplex=True)
         self._proc = self._ctx.Process(
             target=_child_main,
-            args=(child, self.settings, self.worker_id),
+            args=(child, self.settings, self.worker_id, not self._config_checked),
             name=f"stoker-executor-{self.worker_id}",
             daemon=True,
         )
@@ -136,6 +139,7 @@ class ProcessExecutor(Executor):
         self._conn = parent
         self.jobs_in_child = 0
         ready = self._wait_ready()
+        self._config_checked = True
         self.device = ready.get("device", "cpu")
         log.info("executor started", pid=self._proc.pid, device=self.device)
 
@@ -150,6 +154,10 @@ class ProcessExecutor(Executor):
                     msg = {}
                 if msg.get("type") == "ready":
                     return msg
+                if msg.get("type") == "config_error":
+                    self._proc.join(5)
+                    self._discard()
+                    raise ConfigError(msg.get("error", "invalid configuration"))
                 if msg.get("type") == "startup_error":
                     self._discard()
                     raise RuntimeError(f"executor failed to start: {msg.get('error')}")
@@ -278,7 +286,7 @@ class ProcessExecutor(Executor):
         self._discard()
 
 
-def _child_main(conn: Connection, settings: Settings, worker_id: str) -> None:
+def _child_main(conn: Connection, settings: Settings, worker_id: str, check: bool) -> None:
     """The executor process: load processors once, then run tasks until told to exit."""
     # Signals are the supervisor's business: it decides when to stop a running job.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -293,6 +301,12 @@ def _child_main(conn: Connection, settings: Settings, worker_id: str) -> None:
         with send_lock:
             conn.send_bytes(data)
 
+    try:
+        if check:
+            check_processor_config(settings)
+    except ConfigError as exc:
+        send({"type": "config_error", "error": str(exc)})
+        return
     try:
         runner = JobRunner(settings)
         runner.preload(settings.preload)

@@ -7,11 +7,15 @@ idempotent under redelivery: `start` refuses to run a job whose success is recor
 from __future__ import annotations
 
 import contextlib
+import json
+import math
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
     Engine,
+    and_,
     bindparam,
     create_engine,
     delete,
@@ -52,14 +56,54 @@ _START_COLUMNS = (
     "updated_at",
 )
 
+#: Statuses a failed, retried or requeued attempt leaves alone.
+_FINAL_FOR_SETTLE = ("succeeded", "cancelled")
+
 #: Row kinds processors may emit, and the table each goes to.
 ROW_TABLES = {"frame_results": frame_results}
+
+
+#: Longest id the jobs table holds (`String(128)`, as the protocol allows).
+MAX_ID = 128
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities (not JSON) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps_json(value: Any) -> str:
+    """JSON text both backends accept: no NaN/Infinity (-> null), no NUL (-> U+FFFD).
+
+    PostgreSQL's jsonb rejects both; SQLite would store text no JSON parser reads back.
+    """
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(value), allow_nan=False)
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """Text a column accepts: PostgreSQL refuses NUL characters; `limit` caps the length."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return value[:limit] if limit is not None else value
 
 
 def make_engine(url: str) -> Engine:
     """An engine tuned for the worker: SQLite in WAL mode with synchronous=NORMAL."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=dumps_json)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -70,7 +114,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=dumps_json)
 
 
 class JobStore:
@@ -90,6 +134,10 @@ class JobStore:
             index_elements=["id"],
             set_={c: start.excluded[c] for c in _START_COLUMNS if c not in ("id", "queued_at")},
             where=jobs.c.status.notin_(("succeeded", "cancelled")),
+        ).execution_options(
+            # An INSERT's rowcount is otherwise not kept (psycopg reports -1 once the cursor
+            # is closed), and it is how `start` knows the upsert was refused.
+            preserve_rowcount=True
         )
         self._success_stmt = (
             update(jobs)
@@ -103,6 +151,20 @@ class JobStore:
                 run_at=None,
                 error=None,
                 error_type=None,
+            )
+        )
+        # Any other outcome: never overwrites a recorded success or a cancellation.
+        self._settle_stmt = (
+            update(jobs)
+            .where(and_(jobs.c.id == bindparam("b_id"), jobs.c.status.notin_(_FINAL_FOR_SETTLE)))
+            .values(
+                status=bindparam("b_status"),
+                attempts=bindparam("b_attempts"),
+                updated_at=bindparam("b_now", type_=jobs.c.updated_at.type),
+                finished_at=bindparam("b_finished_at", type_=jobs.c.finished_at.type),
+                run_at=bindparam("b_run_at", type_=jobs.c.run_at.type),
+                error=bindparam("b_error"),
+                error_type=bindparam("b_error_type"),
             )
         )
         self._attempt_stmt = insert(attempts)
@@ -209,45 +271,47 @@ class JobStore:
         attempt: int,
         worker_id: str,
         outcome: Outcome,
-        status: Literal["succeeded", "retrying", "failed", "queued"],
+        status: Literal["succeeded", "retrying", "failed", "queued", "cancelled"],
         started_at: datetime,
         run_at: datetime | None = None,
     ) -> None:
-        """Record an attempt's outcome and the job's next status in one transaction."""
+        """Record an attempt's outcome and the job's next status in one transaction.
+
+        Only a success may overwrite a finished row; an interrupted attempt is not charged.
+        """
         now = utcnow()
+        message = _text(outcome.message)
+        error_type = _text(outcome.error_type, 128)
         attempt_row = {
             "job_id": job_id,
             "number": attempt,
             "worker_id": worker_id,
             "outcome": outcome.kind,
-            "error_type": outcome.error_type,
-            "error": outcome.message,
-            "traceback": outcome.traceback,
+            "error_type": error_type,
+            "error": message,
+            "traceback": _text(outcome.traceback),
             "started_at": started_at,
             "finished_at": now,
             "duration": outcome.duration,
         }
         if status == "succeeded":
-            job_update: Any = (
-                self._success_stmt,
-                {"b_id": job_id, "b_result": outcome.result, "b_now": now},
-            )
+            stmt = self._success_stmt
+            params: dict[str, Any] = {"b_id": job_id, "b_result": outcome.result, "b_now": now}
         else:
-            row: dict[str, Any] = {
-                "status": status,
-                "updated_at": now,
-                "run_at": run_at,
-                "error": outcome.message,
-                "error_type": outcome.error_type,
+            stmt = self._settle_stmt
+            params = {
+                "b_id": job_id,
+                "b_status": status,
+                "b_attempts": attempt - 1 if outcome.kind == "interrupted" else attempt,
+                "b_now": now,
+                "b_finished_at": now if status in ("failed", "cancelled") else None,
+                "b_run_at": run_at,
+                "b_error": message,
+                "b_error_type": error_type,
             }
-            if status == "failed":
-                row["finished_at"] = now
-            if outcome.kind == "interrupted":
-                row["attempts"] = attempt - 1
-            job_update = (update(jobs).where(jobs.c.id == job_id).values(**row), None)
         try:
             with self.conn.begin():
-                self.conn.execute(*[x for x in job_update if x is not None])
+                self.conn.execute(stmt, params)
                 self.conn.execute(self._attempt_stmt, attempt_row)
         except Exception:
             self.reset()
@@ -263,19 +327,25 @@ class JobStore:
         data: Any,
         worker_id: str | None,
     ) -> None:
-        """A failed row for a job rejected before it ran (bad payload, unknown processor)."""
+        """A failed row for a job rejected before it ran (bad payload, unknown processor).
+
+        Never overwrites a recorded success. An id longer than the column is not recorded.
+        """
+        if len(job_id) > MAX_ID:
+            return
         now = utcnow()
         data = data if isinstance(data, dict) else {}
         params = data.get("params")
+        processor = data.get("processor")
         values = {
             "id": job_id,
-            "queue": queue,
-            "processor": data.get("processor") if isinstance(data.get("processor"), str) else None,
+            "queue": _text(queue, 128),
+            "processor": _text(processor, 128) if isinstance(processor, str) else None,
             "params": params if isinstance(params, dict) else None,
             "status": "failed",
             "attempts": 0,
-            "error": reason,
-            "error_type": error_type,
+            "error": _text(reason),
+            "error_type": _text(error_type, 128),
             "worker_id": worker_id,
             "finished_at": now,
             "updated_at": now,
@@ -292,7 +362,10 @@ class JobStore:
         self._run(stmt)
 
     def lost(self, job_id: str, *, worker_id: str, poisoned: bool) -> None:
-        """A job recovered from a dead worker: back to queued, or failed as a poison pill."""
+        """A job recovered from a dead worker: back to queued, or failed as a poison pill.
+
+        Adds a `lost` attempt; a job already succeeded or cancelled is left as it is.
+        """
         now = utcnow()
         row = self.conn.execute(select(jobs.c.attempts).where(jobs.c.id == job_id)).first()
         self.conn.commit()
@@ -312,26 +385,38 @@ class JobStore:
         }
         if poisoned:
             values["finished_at"] = now
-        self._run(
-            update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status.notin_(("succeeded", "cancelled")))
-            .values(**values),
-            insert(attempts).values(
-                job_id=job_id,
-                number=row.attempts,
-                worker_id=worker_id,
-                outcome="lost",
-                error_type="WorkerLost",
-                error=message,
-                finished_at=now,
-            ),
-        )
+        try:
+            with self.conn.begin():
+                res = self.conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.status.notin_(_FINAL_FOR_SETTLE))
+                    .values(**values)
+                )
+                if res.rowcount:  # a job that finished before its worker died lost nothing
+                    self.conn.execute(
+                        self._attempt_stmt,
+                        {
+                            "job_id": job_id,
+                            "number": row.attempts,
+                            "worker_id": worker_id,
+                            "outcome": "lost",
+                            "error_type": "WorkerLost",
+                            "error": message,
+                            "traceback": None,
+                            "started_at": None,
+                            "finished_at": now,
+                            "duration": None,
+                        },
+                    )
+        except Exception:
+            self.reset()
+            raise
 
     def progress(self, job_id: str, fraction: float, stage: str | None) -> None:
         self._run(
             update(jobs)
             .where(jobs.c.id == job_id)
-            .values(progress=fraction, stage=stage, updated_at=utcnow())
+            .values(progress=fraction, stage=_text(stage, 64), updated_at=utcnow())
         )
 
     def save_rows(self, job_id: str, kind: str, rows: list[dict[str, Any]], *, first: bool) -> None:
@@ -339,11 +424,22 @@ class JobStore:
         table = ROW_TABLES.get(kind)
         if table is None:
             raise ValueError(f"unknown row kind {kind!r}")
-        statements: list[Any] = []
-        if first:
-            statements.append(delete(table).where(table.c.job_id == job_id))
-        statements.append(insert(table).values([{**r, "job_id": job_id} for r in rows]))
-        self._run(*statements)
+        columns = {c.name for c in table.columns} - {"id", "job_id"}
+        unknown = {k for r in rows for k in r} - columns
+        if unknown:
+            raise ValueError(f"unknown {kind} columns: {', '.join(sorted(unknown))}")
+        try:
+            with self.conn.begin():
+                if first:
+                    self.conn.execute(delete(table).where(table.c.job_id == job_id))
+                if rows:  # executemany; a row may leave out columns (NULL)
+                    self.conn.execute(
+                        insert(table),
+                        [dict.fromkeys(columns) | r | {"job_id": job_id} for r in rows],
+                    )
+        except Exception:
+            self.reset()
+            raise
 
     def cancel(self, job_id: str) -> None:
         now = utcnow()
@@ -401,7 +497,7 @@ class JobStore:
 
 
 def _iso(value: datetime) -> str:
-    # SQLite hands back naive datetimes; every time Stoker stores is UTC.
+    # Every time Stoker stores is UTC (models.base.UTCDateTime reads it back aware).
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from config import Settings
 from processors.base import ConfigError
-from processors.registry import BUILTINS, get_processor_class, known_names, load_configured
+from processors.registry import known_names, load_configured
 from worker.broker import Broker, Delivery
 from worker.execution import Task
 from worker.executor import Abort, Executor, JobHandler, make_executor
@@ -98,6 +98,7 @@ class Worker:
         self.stats = Stats()
         self.heartbeat = Heartbeat(client, self.keys, self.worker_id, settings, self.queues)
         self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
+        self._registered = False
         self.stopping = False
         self.force = False
         self._stop_since: float | None = None
@@ -129,25 +130,18 @@ class Worker:
             running=self.current.id if self.current else None,
         )
 
-    def check_config(self) -> None:
-        """Fail at startup, not at job time, on a bad processor configuration."""
-        load_configured(self.settings.processors)
-        for name in sorted(known_names()):
-            module_missing = name in BUILTINS and BUILTINS[name][1] is not None
-            try:
-                cls = get_processor_class(name)
-            except Exception as exc:
-                if not module_missing:
-                    self._log.warning("processor unavailable", processor=name, error=str(exc))
-                continue
-            cls.check_config(self.settings)
-
     def setup(self) -> None:
         self.settings.media_root.mkdir(parents=True, exist_ok=True)
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         self._retry_db(self.store.migrate, "migrate")
-        self.check_config()
+        # Configured processor classes are the user's: a bad path fails here, loudly.
+        load_configured(self.settings.processors)
+        if self.client.exists(self.keys.heartbeat(self.worker_id)):
+            raise ConfigError(
+                f"worker id {self.worker_id!r} is in use by a live worker; ids must be unique"
+            )
         self.heartbeat.beat()
+        self._registered = True
         self.heartbeat.start()
         self.executor.start()
         self.heartbeat.fields["device"] = self.executor.device
@@ -186,14 +180,26 @@ class Worker:
             self.executor.close()
         finally:
             with contextlib.suppress(redis.RedisError):
-                self.heartbeat.unregister()
+                self._unregister()
             self.store.close()
             if self._redis_server is not None:
                 self._redis_server.stop()
 
+    def _unregister(self) -> None:
+        """Forget this worker, unless a job is still in flight: that one is left for
+        recovery by a live worker once the heartbeat expires."""
+        if not self._registered:
+            return
+        left = sum(self.client.llen(self.keys.inflight(self.worker_id, q)) for q in self.queues)
+        if left:
+            self._log.warning("jobs left in flight for recovery", count=left)
+            return
+        self.heartbeat.unregister()
+
     # The loop
     def loop(self) -> None:
         pending: AckInfo | None = None
+        idle_sleep = 0.0
         while not self.stopping:
             self.maintenance()
             res = self._retry_redis(lambda p=pending: self.broker.fetch(self.queues, ack=p))
@@ -202,6 +208,15 @@ class Worker:
             if delivery is None:
                 if self.burst:
                     return
+                if len(self.queues) > 1:
+                    # BLMOVE watches one list, and Redis checks blocking timeouts only ~10
+                    # times a second, so several queues are polled: sleeps grow from 1 ms
+                    # to WORKER_POLL_INTERVAL, bounding the pickup latency on any queue.
+                    idle_sleep = min(max(idle_sleep * 2, 0.001), self.settings.poll_interval)
+                    if res.next_due is not None:
+                        idle_sleep = min(idle_sleep, max(0.0, res.next_due - time.time()))
+                    time.sleep(idle_sleep)
+                    continue
                 delivery = self._retry_redis(
                     lambda nd=res.next_due: self.broker.block_fetch(
                         self.queues[0], self._block_timeout(nd)
@@ -209,15 +224,16 @@ class Worker:
                 )
                 if delivery is None:
                     continue
+            idle_sleep = 0.0
             pending = self.handle(delivery)
         if pending is not None:
             inflight, raw, job_id = pending
             self._retry_redis(lambda: self.broker.ack(Delivery(raw, "", inflight, None, 0), job_id))
 
     def _block_timeout(self, next_due: float | None) -> float:
-        # With several queues, BLMOVE watches only the first: keep the wait short so a job
-        # on any other queue starts within ~block_timeout.
-        timeout = self.settings.block_timeout if len(self.queues) > 1 else 1.0
+        # A push wakes BLMOVE at once; the timeout only bounds how late a due retry or a
+        # shutdown request is noticed.
+        timeout = 1.0
         if next_due is not None:
             timeout = min(timeout, max(0.01, next_due - time.time()))
         return max(0.01, timeout)
@@ -271,7 +287,9 @@ class Worker:
         if job.run_at and job.run_at.timestamp() > time.time() + 0.001:
             self._retry_db(lambda: self.store.enqueued(job, delivery.queue), "defer")
             due = job.run_at.timestamp()
-            self._retry_redis(lambda: self.broker.schedule(delivery, job.id, job.to_payload(), due))
+            # The scheduled set's score holds the due time: once promoted, the job runs.
+            payload = job.model_copy(update={"run_at": None}).to_payload()
+            self._retry_redis(lambda: self.broker.schedule(delivery, job.id, payload, due))
             jlog.info("job deferred", run_at=job.run_at.isoformat())
             return None
 

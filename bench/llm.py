@@ -1,0 +1,127 @@
+"""Generated tokens/s of the `llm_analysis` processor on the local backend (CPU here).
+
+    python bench/llm.py [--tasks 8] [--max-new-tokens 64] [--threads 1] [--convert]
+
+Runs the same job twice over one transcript: once with all tasks in one job (one batched,
+left-padded `generate`), and once one task per job (one by one). Prints generated tokens/s
+for each (completion tokens / wall time of the jobs, prompt processing included) and the
+ratio; also the model's load time (from the safetensors cache; with `--convert`, a first
+load into a fresh cache, which de-quantizes the GGUF) and the machine's load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import structlog  # noqa: E402
+import torch  # noqa: E402
+
+from config import LLMSettings, Settings  # noqa: E402
+from processors.base import Context  # noqa: E402
+from processors.llm.processor import LLMAnalysisProcessor  # noqa: E402
+
+TRANSCRIPT = """ALICE: Good morning everyone. We review the launch plan for version 2 of the app.
+BOB: The backend is ready. QA found two minor bugs last week and both are fixed.
+CAROL: The release notes are half done. I need the final list of features from Bob.
+BOB: I will send it to you by Wednesday.
+ALICE: Good. Marketing wants to email beta customers before the launch.
+CAROL: I can do that on Thursday, once the notes are approved.
+DAVE: One risk: the payment provider changes their API next month.
+ALICE: Then we pin the current API version and plan the migration for the next sprint.
+DAVE: Agreed. I will open a ticket for the migration.
+BOB: Do we have a rollback plan if the launch goes badly?
+ALICE: Yes, we keep the old build ready for 48 hours. So the decision is: we ship on Friday.
+CAROL: Who watches the dashboards over the weekend?
+BOB: I will, and Dave covers Sunday.
+ALICE: Great. Thanks everyone, see you Friday."""
+
+TASKS = {
+    "summary": "Provide a brief summary",
+    "decisions": "List key decisions",
+    "actions": "List the action items with their owners",
+    "participants": "List the participants",
+    "risks": "List the risks that were raised",
+    "dates": "List the dates and deadlines mentioned",
+    "questions": "List the questions that were asked",
+    "sentiment": "Describe the overall mood of the meeting",
+}
+
+
+def timed_load(settings: Settings) -> tuple[LLMAnalysisProcessor, float]:
+    started = time.perf_counter()
+    processor = LLMAnalysisProcessor(settings)
+    processor.load("cpu")
+    return processor, time.perf_counter() - started
+
+
+def run_job(processor: LLMAnalysisProcessor, tasks: dict[str, str]) -> tuple[int, float]:
+    """(completion tokens, wall seconds) of one job."""
+    params = processor.Params(transcript=TRANSCRIPT, tasks=tasks)
+    ctx = Context(
+        job_id="bench", device="cpu", log=structlog.get_logger(), settings=processor.settings
+    )
+    started = time.perf_counter()
+    result: dict[str, Any] = processor.process(params, ctx)
+    return result["metadata"]["usage"]["completion_tokens"], time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=8, help="tasks in the job (at most 8)")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "models")
+    parser.add_argument("--convert", action="store_true", help="also time a GGUF conversion")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    tasks = dict(list(TASKS.items())[: args.tasks])
+
+    def settings(cache_dir: Path) -> Settings:
+        llm = LLMSettings(cache_dir=cache_dir, max_new_tokens=args.max_new_tokens, temperature=0.0)
+        return Settings(llm=llm)
+
+    print(f"torch threads: {torch.get_num_threads()}, load average before: {os.getloadavg()}")
+    if args.convert:
+        with tempfile.TemporaryDirectory() as fresh:
+            processor, seconds = timed_load(settings(Path(fresh)))
+            print(f"first load (GGUF de-quantized, saved as safetensors): {seconds:.1f} s")
+            del processor
+    processor, seconds = timed_load(settings(args.cache_dir))
+    source = processor.backend.loaded_from  # type: ignore[union-attr]
+    print(f"load ({source}): {seconds:.1f} s")
+    processor, seconds = timed_load(settings(args.cache_dir))
+    print(f"load again (cache): {seconds:.1f} s")
+
+    run_job(processor, {"warmup": "Say hello"})
+    batched_tokens, batched_seconds = run_job(processor, tasks)
+    sequential_tokens, sequential_seconds = 0, 0.0
+    for name, prompt in tasks.items():
+        tokens, seconds = run_job(processor, {name: prompt})
+        sequential_tokens += tokens
+        sequential_seconds += seconds
+    batched = batched_tokens / batched_seconds
+    sequential = sequential_tokens / sequential_seconds
+    print(
+        f"batched:    {len(tasks)} tasks in one generate: {batched_tokens} tokens "
+        f"in {batched_seconds:.2f} s = {batched:.1f} tokens/s"
+    )
+    print(
+        f"sequential: {len(tasks)} tasks one by one:      {sequential_tokens} tokens "
+        f"in {sequential_seconds:.2f} s = {sequential:.1f} tokens/s"
+    )
+    print(f"ratio: {batched / sequential:.2f}x   load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Cluster window embeddings into speakers, with the speaker count found automatically
+(best silhouette over agglomerative cuts) or bounded by pyannote-style hints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from processors.base import PermanentError
+
+MAX_AUTO_SPEAKERS = 10
+SINGLE_SPEAKER_SILHOUETTE = 0.1
+"""Below this best silhouette the windows are taken to be one speaker."""
+MAX_CLUSTERED_WINDOWS = 3000
+"""Longer inputs cluster a spread-out subset and assign the rest to the nearest centroid,
+keeping the O(n^2) distance matrix small."""
+
+
+@dataclass(frozen=True)
+class SpeakerHints:
+    """pyannote-style hints: an exact count, or bounds."""
+
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+    def bounds(self) -> tuple[int, int]:
+        """(low, high) speaker counts allowed; PermanentError when contradictory."""
+        low, high = self.min_speakers or 1, self.max_speakers or MAX_AUTO_SPEAKERS
+        if self.max_speakers is not None and self.min_speakers is None:
+            low = min(low, high)
+        if self.min_speakers is not None and self.max_speakers is None:
+            high = max(high, low)
+        if low > high:
+            raise PermanentError(
+                f"min_speakers={self.min_speakers} exceeds max_speakers={self.max_speakers}"
+            )
+        if self.num_speakers is not None:
+            if not low <= self.num_speakers <= high:
+                raise PermanentError(
+                    f"num_speakers={self.num_speakers} contradicts "
+                    f"min_speakers={self.min_speakers}, max_speakers={self.max_speakers}"
+                )
+            return self.num_speakers, self.num_speakers
+        return low, high
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+
+
+def _cut(tree: np.ndarray, k: int) -> np.ndarray:
+    from scipy.cluster.hierarchy import fcluster
+
+    return fcluster(tree, t=k, criterion="maxclust") - 1
+
+
+def _silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import silhouette_score
+
+    if len(set(labels.tolist())) < 2:
+        return -1.0
+    return float(silhouette_score(distances, labels, metric="precomputed"))
+
+
+def _refine(embeddings: np.ndarray, labels: np.ndarray, iterations: int = 5) -> np.ndarray:
+    """A few k-means steps on the sphere: each window moves to its nearest centroid."""
+    for _ in range(iterations):
+        ids = np.unique(labels)
+        centroids = _normalise(np.stack([embeddings[labels == i].mean(axis=0) for i in ids]))
+        new = ids[np.argmax(embeddings @ centroids.T, axis=1)]
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+def cluster_embeddings(embeddings: np.ndarray, hints: SpeakerHints | None = None) -> np.ndarray:
+    """Speaker index per embedding (0..k-1), numbered by first appearance."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import pdist, squareform
+
+    low, high = (hints or SpeakerHints()).bounds()
+    n = len(embeddings)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    x = _normalise(np.asarray(embeddings, dtype=np.float64))
+    if n == 1 or high == 1:
+        return np.zeros(n, dtype=int)
+    subset = np.arange(n)
+    if n > MAX_CLUSTERED_WINDOWS:
+        subset = np.linspace(0, n - 1, MAX_CLUSTERED_WINDOWS).astype(int)
+    xs = x[subset]
+    condensed = pdist(xs, metric="cosine")
+    tree = linkage(condensed, method="average")
+    distances = squareform(condensed)
+    high = min(high, len(xs))
+    low = min(low, high)
+    if low == high:
+        labels = _cut(tree, low)
+    else:
+        scores = {k: _silhouette(distances, _cut(tree, k)) for k in range(max(low, 2), high + 1)}
+        best = max(scores, key=scores.__getitem__) if scores else 1
+        if low == 1 and (not scores or scores[best] < SINGLE_SPEAKER_SILHOUETTE):
+            best = 1
+        labels = _cut(tree, best)
+    labels = _refine(xs, labels)
+    if len(subset) < n:
+        ids = np.unique(labels)
+        centroids = _normalise(np.stack([xs[labels == i].mean(axis=0) for i in ids]))
+        labels = ids[np.argmax(x @ centroids.T, axis=1)]
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(first)
+    remap = np.empty(order.size, dtype=int)
+    remap[order] = np.arange(order.size)
+    return remap[np.searchsorted(np.unique(labels), labels)]

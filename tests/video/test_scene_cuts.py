@@ -1,0 +1,103 @@
+"""Scene-cut quality on generated clips with known cuts, and the stage's score maths."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from config import Settings
+from processors.video.builtin_stages import _rgb_to_hsv_torch, content_scores, rgb_to_hsv
+from processors.video.processor import VideoPipelineProcessor
+from tests.video.conftest import CUTS, FADE, FPS, FRAMES, MOVING, JobRun, make_context
+
+
+def f1(found: list[int], truth: list[int]) -> float:
+    """F1 of frame-exact matches."""
+    hits = len(set(found) & set(truth))
+    if not found or not truth or not hits:
+        return 0.0
+    precision, recall = hits / len(found), hits / len(truth)
+    return 2 * precision * recall / (precision + recall)
+
+
+def test_hard_cuts_found_frame_exact(default_run: JobRun) -> None:
+    assert default_run.cuts == CUTS
+    assert f1(default_run.cuts, CUTS) == 1.0
+
+
+def test_no_cut_inside_fade(default_run: JobRun) -> None:
+    assert not [c for c in default_run.cuts if FADE.start <= c <= FADE.stop]
+
+
+def test_no_cut_inside_moving_shape_scene(default_run: JobRun) -> None:
+    moving = [row for row in default_run.rows if row["frame_index"] in MOVING[1:]]
+    assert len(moving) == len(MOVING) - 1
+    assert not [row for row in moving if row["values"]["scene_cuts"]["cut"]]
+    assert all(row["values"]["motion"] > 0 for row in moving)
+
+
+def test_scenes_span_the_clip_in_frames_and_seconds(default_run: JobRun) -> None:
+    assert default_run.result is not None
+    scenes = default_run.result["scenes"]
+    bounds = [0, *CUTS, FRAMES]
+    assert [(s["start_frame"], s["end_frame"]) for s in scenes] == list(itertools.pairwise(bounds))
+    for scene in scenes:
+        assert scene["start_seconds"] == pytest.approx(scene["start_frame"] / FPS, abs=1e-3)
+        assert scene["end_seconds"] == pytest.approx(scene["end_frame"] / FPS, abs=1e-3)
+
+
+def test_cut_rows_carry_score_above_threshold(default_run: JobRun) -> None:
+    by_frame = {row["frame_index"]: row["values"]["scene_cuts"] for row in default_run.rows}
+    assert all(by_frame[c]["cut"] and by_frame[c]["score"] >= 27.0 for c in CUTS)
+    assert sum(v["cut"] for v in by_frame.values()) == len(CUTS)
+
+
+def test_min_scene_len_suppresses_cuts_too_close_to_the_last(
+    make_video_settings: Callable[..., Settings],
+) -> None:
+    settings = make_video_settings(min_scene_len=50)
+    processor = VideoPipelineProcessor(settings)
+    processor.load("cpu")
+    job = JobRun()
+    job.result = processor.process(
+        processor.Params(video_path="clip.mp4", stages=["scene_cuts"]), make_context(job, settings)
+    )
+    # 40 is within 50 frames of the start; 80, 140 and 230 are each >= 50 after the last cut.
+    assert job.cuts == [80, 140, 230]
+
+
+def test_frame_stride_finds_cuts_at_the_next_analysed_frame(run_job: Callable[..., JobRun]) -> None:
+    job = run_job(video_path="clip.mp4", stages=["scene_cuts"], frame_stride=3)
+    assert job.cuts == [(c + 2) // 3 * 3 for c in CUTS]
+
+
+def test_cuts_agree_with_pyscenedetect_on_the_same_clip(media_root: Path) -> None:
+    scenedetect = pytest.importorskip("scenedetect")
+    scenes = scenedetect.detect(str(media_root / "clip.mp4"), scenedetect.ContentDetector())
+    assert [start.frame_num for start, _ in scenes[1:]] == CUTS
+
+
+def test_hue_wrapping_round_red_is_not_a_content_change() -> None:
+    # Two reds either side of hue 0: OpenCV hue 0 and 179, neighbours on the circle.
+    a = torch.tensor([200, 20, 24], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    b = torch.tensor([200, 24, 20], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    hsv_a, hsv_b = rgb_to_hsv(a.contiguous()), rgb_to_hsv(b.contiguous())
+    assert {int(hsv_a[0, 0, 0, 0]), int(hsv_b[0, 0, 0, 0])} == {179, 1}
+    assert float(content_scores(hsv_b, hsv_a)[0]) < 1.0
+
+
+def test_torch_hsv_matches_opencv_scale() -> None:
+    cv2 = pytest.importorskip("cv2")
+    rgb = torch.randint(
+        0, 256, (4, 64, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)
+    )
+    ours = _rgb_to_hsv_torch(rgb.permute(0, 3, 1, 2)).to(torch.int16)
+    theirs = torch.from_numpy(cv2.cvtColor(rgb.reshape(-1, 48, 3).numpy(), cv2.COLOR_RGB2HSV))
+    delta = (ours - theirs.reshape(4, 64, 48, 3).to(torch.int16)).abs()
+    hue = delta[..., 0]
+    hue = torch.minimum(hue, 180 - hue)
+    assert int(hue.max()) <= 1 and int(delta[..., 1:].max()) <= 1
