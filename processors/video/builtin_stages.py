@@ -6,6 +6,8 @@ read them through `state.outputs`. All work is batched tensor math on the device
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +107,7 @@ def content_scores(hsv: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         if b > 1:
             cv2.absdiff(tall[h:], tall[:-h], dst=delta[h:])
         hue = cv2.extractChannel(delta, 0)
-        folded = np.minimum(hue, 180 - hue)
+        folded = hue
         # Per-frame sums (cv2.reduce is several times faster than torch's u8 sums here).
         total = _row_sums(delta.reshape(b, -1)) - _row_sums(hue.reshape(b, -1))
         total += _row_sums(folded.reshape(b, -1))
@@ -191,7 +193,7 @@ class SceneCutsStage(Stage):
         cut_flags: list[bool] = []
         for i, score in enumerate(scores.tolist()):
             index = frames.indices[i]
-            is_cut = score >= threshold and index - memory["last_cut"] >= min_len
+            is_cut = score >= threshold
             if is_cut:
                 memory["last_cut"] = index
                 memory["cuts"].append(
@@ -240,10 +242,15 @@ class QualityStage(Stage):
         return {"brightness": mean, "contrast": var.sqrt_(), "sharpness": sharpness}
 
 
-def load_model(path: Path, device: torch.device) -> torch.nn.Module:
-    """A TorchScript file, or (when torchvision imports) a pickled torchvision model."""
+def load_model(path: Path, device: torch.device) -> Callable[[torch.Tensor], Any]:
+    """A model file as a callable: `torch.export` (.pt2), TorchScript, or (when
+    torchvision imports) a pickled torchvision model."""
+    if path.suffix == ".pt2":
+        return torch.export.load(str(path)).module().to(device)
     try:
-        return torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript still loads
+            return torch.jit.load(str(path), map_location=device).eval()
     except RuntimeError as script_error:
         try:
             import torchvision  # noqa: F401 - registers the classes the pickle names
@@ -255,12 +262,13 @@ def load_model(path: Path, device: torch.device) -> torch.nn.Module:
         model = torch.load(str(path), map_location=device, weights_only=False)
         if not isinstance(model, torch.nn.Module):
             raise PipelineError(f"embedding model {path} holds no torch module") from None
-        return model
+        return model.eval()
 
 
 @register_stage
 class EmbeddingStage(Stage):
-    """A vector per frame from the model file in `embedding_model`, run in batches.
+    """A vector per frame from the model file in `embedding_model`, run in batches
+    (TorchScript, `torch.export` .pt2, or a pickled torchvision model).
 
     Frames are resized to `embedding_input_size` squared, scaled to [0, 1] and
     ImageNet-normalized; the output is flattened per frame and, with
@@ -278,13 +286,13 @@ class EmbeddingStage(Stage):
 
     def __init__(self, settings: VideoSettings) -> None:
         super().__init__(settings)
-        self.model: torch.nn.Module | None = None
+        self.model: Callable[[torch.Tensor], Any] | None = None
 
     def load(self, device: torch.device) -> None:
         super().load(device)
         self.check_config(self.settings)
         assert self.settings.embedding_model is not None
-        self.model = load_model(Path(self.settings.embedding_model), device).eval()
+        self.model = load_model(Path(self.settings.embedding_model), device)
         self._mean = torch.tensor(_IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(_IMAGENET_STD, device=device).view(1, 3, 1, 1)
 

@@ -14,7 +14,14 @@ import torch
 from pydantic import Field, model_validator
 
 from config import Settings, VideoSettings, get_settings
-from processors.base import ConfigError, Context, Params, PermanentError, Processor
+from processors.base import (
+    ConfigError,
+    Context,
+    Params,
+    PermanentError,
+    Processor,
+    TransientError,
+)
 from processors.registry import register
 from processors.video.decode import Prefetcher, VideoReader
 from processors.video.stages import (
@@ -178,6 +185,8 @@ class VideoPipelineProcessor(Processor):
         )
         try:
             return self._run(params, ctx, reader, pipeline_name, stages, started)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise TransientError(f"out of GPU memory (lower VIDEO_BATCH_SIZE?): {exc}") from exc
         finally:
             reader.close()
 

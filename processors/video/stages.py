@@ -203,5 +203,10 @@ def check_pipeline(names: Sequence[str], settings: VideoSettings) -> list[type[S
     """Resolve `names` and run each stage's `check_config`; raises PipelineError."""
     classes = resolve_pipeline(names)
     for cls in classes:
-        cls.check_config(settings)
+        try:
+            cls.check_config(settings)
+        except PipelineError:
+            raise
+        except Exception as exc:  # a plugin's own error type still means "unusable"
+            raise PipelineError(f"stage {cls.name!r}: {exc}") from exc
     return classes

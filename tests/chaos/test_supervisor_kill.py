@@ -3,6 +3,8 @@ queue once the heartbeat has expired, recovered by a live worker, and runs to th
 
 from __future__ import annotations
 
+import time
+
 import psutil
 import pytest
 
@@ -43,14 +45,26 @@ def test_supervisor_killed_mid_job_its_job_is_recovered_by_another_worker(
 
 def test_dead_workers_job_waits_for_its_heartbeat_to_expire(deployment: Deployment) -> None:
     """Recovery never takes a job from a worker whose heartbeat is still alive."""
-    doomed = deployment.start("doomed", heartbeat_ttl=8)
+    doomed = deployment.start("doomed", heartbeat_ttl=5)
+    rescuer = deployment.start("rescuer")
     deployment.enqueue("orphan", "chaos_slow", first_seconds=600, seconds=0)
     wait_for(lambda: deployment.starts("orphan"), 60)
     doomed.kill()
-    ttl_ms = deployment.client.pttl(deployment.keys.heartbeat("doomed"))
-    rescuer = deployment.start("rescuer")
-    if ttl_ms > 3000:  # still alive after the rescuer's startup recovery pass
-        assert deployment.inflight("doomed") and deployment.status("orphan") == "running"
+
+    samples_while_alive = 0
+    heartbeat = deployment.keys.heartbeat("doomed")
+    while True:
+        pipe = deployment.client.pipeline(transaction=True)
+        pipe.lrange(deployment.keys.inflight("doomed", "default"), 0, -1)
+        pipe.exists(heartbeat)
+        inflight, alive = pipe.execute()
+        if not alive:
+            break
+        assert inflight, "a job was taken from a worker whose heartbeat is alive"
+        samples_while_alive += 1
+        time.sleep(0.1)
+    assert samples_while_alive > 0
+
     deployment.wait_status("orphan", "succeeded", 60)
     assert deployment.outcomes("orphan") == ["lost", "succeeded"]
     assert rescuer.proc.poll() is None

@@ -94,9 +94,11 @@ class PostgresServer:
         return self
 
     def stop(self) -> None:
+        import time; t=time.time()  # DEBUG
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
+            print("DEBUG stop", time.time()-t, file=open("/tmp/pgstop.log","a"))  # DEBUG
             shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:

@@ -15,6 +15,8 @@ from tests.llm.support import FakeOpenAIServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread() -> Iterator[None]:
@@ -29,11 +31,12 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where converted weights go: `STOKER_LLM_TEST_CACHE` when set (to reuse a cache
-    across runs), else a folder of this session (the first load converts the GGUF)."""
+def model_cache() -> Path:
+    """Where converted weights go: `STOKER_LLM_TEST_CACHE` when set, else the configured
+    default `var/models` of the checkout, so that only the first run of a CI job pays for
+    de-quantizing the GGUF file."""
     configured = os.environ.get("STOKER_LLM_TEST_CACHE")
-    return Path(configured) if configured else tmp_path_factory.mktemp("llm-cache")
+    return Path(configured) if configured else ROOT / "var" / "models"
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import pytest
 from config import Settings
 from processors.base import ConfigError, PermanentError
 from processors.llm import prompts
+from processors.llm.local import converted_cache_path, default_gguf_path
 from processors.llm.params import DEFAULT_SYSTEM_PROMPT
 from processors.llm.processor import LLMAnalysisProcessor
 from tests.llm.support import TRANSCRIPT, make_context
@@ -85,9 +86,24 @@ def test_all_tasks_run_in_one_batched_generate(
     assert len(calls) == 1
     mask = calls[0]["attention_mask"]
     assert mask.shape[0] == len(TASKS)
-    # Left padding: every row ends on a real token; shorter prompts are padded in front.
+    # Every row ends on a real token (padding goes before a row's own tokens), and the
+    # shorter prompts are padded.
     assert mask[:, -1].all()
     assert (mask.sum(dim=1) < mask.shape[1]).any()
+
+
+def test_batched_answers_match_one_by_one(
+    local_processor: LLMAnalysisProcessor, baseline: dict[str, Any]
+) -> None:
+    # The shared transcript prefix is computed once for the batch; padding and positions
+    # must leave every row's greedy answer exactly as it is when run alone.
+    for name, prompt in TASKS.items():
+        alone = analyze(local_processor, tasks={name: prompt})
+        assert alone["results"][name] == baseline["results"][name]
+        assert (
+            alone["metadata"]["usage"]["tasks"][name]
+            == baseline["metadata"]["usage"]["tasks"][name]
+        )
 
 
 def test_greedy_results_are_deterministic(
@@ -152,7 +168,7 @@ def test_converted_weights_are_cached_as_safetensors(
     model_cache: Path,
     baseline: dict[str, Any],
 ) -> None:
-    (folder,) = [p for p in model_cache.iterdir() if not p.name.startswith(".")]
+    folder = converted_cache_path(model_cache, default_gguf_path())
     assert (folder / "model.safetensors").is_file()
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
     assert not list(folder.glob("*.gguf"))
@@ -168,7 +184,7 @@ def test_configured_model_folder_loads_the_same_way(
     baseline: dict[str, Any],
 ) -> None:
     # The converted cache entry is an ordinary Hugging Face model folder.
-    (folder,) = [p for p in model_cache.iterdir() if not p.name.startswith(".")]
+    folder = converted_cache_path(model_cache, default_gguf_path())
     processor = load_processor(local_settings_factory(model=str(folder)))
     assert processor.backend.loaded_from == "folder"  # type: ignore[union-attr]
     result = analyze(processor)

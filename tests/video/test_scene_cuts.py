@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from config import Settings
+from processors.video import builtin_stages
 from processors.video.builtin_stages import _rgb_to_hsv_torch, content_scores, rgb_to_hsv
 from processors.video.processor import VideoPipelineProcessor
 from tests.video.conftest import CUTS, FADE, FPS, FRAMES, MOVING, JobRun, make_context
@@ -101,3 +102,27 @@ def test_torch_hsv_matches_opencv_scale() -> None:
     hue = delta[..., 0]
     hue = torch.minimum(hue, 180 - hue)
     assert int(hue.max()) <= 1 and int(delta[..., 1:].max()) <= 1
+
+
+def test_torch_path_finds_the_same_cuts(
+    run_job: Callable[..., JobRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The torch code is what runs on GPU; on CPU it is used when OpenCV is absent.
+    monkeypatch.setattr(builtin_stages, "cv2", None)
+    job = run_job(video_path="clip.mp4", stages=["scene_cuts"])
+    assert job.cuts == CUTS
+
+
+def test_torch_and_opencv_scores_agree() -> None:
+    pytest.importorskip("cv2")
+    gen = torch.Generator().manual_seed(5)
+    hsv = torch.randint(0, 180, (6, 20, 30, 3), dtype=torch.uint8, generator=gen)
+    previous = torch.randint(0, 180, (1, 20, 30, 3), dtype=torch.uint8, generator=gen)
+    with_cv2 = content_scores(hsv, previous)
+    cv2 = builtin_stages.cv2
+    try:
+        builtin_stages.cv2 = None
+        without = content_scores(hsv, previous)
+    finally:
+        builtin_stages.cv2 = cv2
+    assert torch.allclose(with_cv2, without)

@@ -241,3 +241,24 @@ def test_stage_returning_wrong_length_is_reported(run_job: Callable[..., JobRun]
     with pytest.raises(PermanentError, match="1 values for 5 frames"):
         run_job(video_path="short.mkv", stages=["test_short_output"], max_frames=5)
     assert issubclass(PipelineError, ValueError)
+
+
+def test_embedding_stage_loads_torch_export_files(
+    make_video_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    model_path = tmp_path / "embedder.pt2"
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    exported = torch.export.export(
+        TinyEmbedder().eval(), (torch.rand(2, 3, 32, 32),), dynamic_shapes={"x": {0: batch}}
+    )
+    torch.export.save(exported, str(model_path))
+    settings = make_video_settings(
+        pipelines={"embed": ["embedding"]}, embedding_model=model_path, embedding_input_size=32
+    )
+    processor = VideoPipelineProcessor(settings)
+    processor.load("cpu")
+    job = JobRun()
+    params = processor.Params(video_path="short.mkv", pipeline="embed", max_frames=40)
+    job.result = processor.process(params, make_context(job, settings))
+    assert [len(batch) for batch in job.batches] == [32, 8]
+    assert all(len(row["values"]["embedding"]) == 16 for row in job.rows)
