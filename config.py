@@ -69,6 +69,9 @@ class AudioSettings(BaseSettings):
     """webrtcvad mode: 0 keeps the most audio as speech, 3 the least."""
     beam_size: int = Field(default=5, ge=1, le=10)
     """faster-whisper beam width (a job's `beam_size` overrides)."""
+    cluster_threshold: float = Field(default=0.3, gt=0, lt=2)
+    """Average cosine distance above which window groups count as different speakers
+    (tuned for resemblyzer; other embedding backends need their own)."""
 
 
 class VideoSettings(BaseSettings):

@@ -93,7 +93,9 @@ def run_pyscenedetect(path: Path) -> list[int]:
     return [start.frame_num for start, _ in detect(str(path), ContentDetector())[1:]]
 
 
-def ours(path: Path, stages: list[str] | None, batch_size: int) -> Callable[[], list[int]]:
+def ours(
+    path: Path, stages: list[str] | None, batch_size: int, width: int | None
+) -> Callable[[], list[int]]:
     import structlog
 
     from config import Settings, VideoSettings
@@ -118,7 +120,7 @@ def ours(path: Path, stages: list[str] | None, batch_size: int) -> Callable[[], 
             _emit=lambda kind, batch: rows.append(len(batch)),
         )
         result: dict[str, Any] = processor.process(
-            processor.Params(video_path=path.name, stages=stages), ctx
+            processor.Params(video_path=path.name, stages=stages, resize=width), ctx
         )
         return [scene["start_frame"] for scene in result["scenes"][1:]]
 
@@ -135,6 +137,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--keep", type=Path, help="also save the clip here")
+    parser.add_argument(
+        "--analysis-width", type=int, help="our analysis width (default VIDEO_ANALYSIS_WIDTH)"
+    )
     args = parser.parse_args()
 
     import structlog
@@ -155,8 +160,8 @@ def main() -> None:
         )
         contenders: dict[str, Callable[[], list[int]]] = {
             "pyscenedetect ContentDetector": lambda: run_pyscenedetect(path),
-            "stoker scene_cuts": ours(path, ["scene_cuts"], args.batch_size),
-            "stoker default pipeline": ours(path, None, args.batch_size),
+            "stoker scene_cuts": ours(path, ["scene_cuts"], args.batch_size, args.analysis_width),
+            "stoker default pipeline": ours(path, None, args.batch_size, args.analysis_width),
         }
         for run in contenders.values():
             run()  # warm-up: imports, first-call allocations
@@ -185,6 +190,11 @@ def main() -> None:
             f"{name:32s} {best[name]:9.0f} {median:11.0f} {cpu_ms:13.3f} "
             f"{f1(found[name], cuts):6.3f}"
         )
+    for name in contenders:
+        missed = sorted(set(cuts) - set(found[name]))
+        extra = sorted(set(found[name]) - set(cuts))
+        if missed or extra:
+            print(f"{name}: missed cuts {missed}, extra cuts {extra}")
     reference = "pyscenedetect ContentDetector"
     for name in list(contenders)[1:]:
         wall = best[name] / best[reference]

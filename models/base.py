@@ -34,12 +34,12 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None or not isinstance(value, datetime):
+        if value is None or value.tzinfo is UTC:  # the common case (utcnow), kept cheap
             return value
         if value.tzinfo is None:
-            return value.replace(tzinfo=UTC) if dialect.name != "sqlite" else value
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+            # PostgreSQL would read a naive time in the session's zone; SQLite stores it as is.
+            return value if dialect.name == "sqlite" else value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)  # SQLite keeps the (now UTC) wall time, drops the offset
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

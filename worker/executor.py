@@ -35,6 +35,10 @@ log = structlog.get_logger("stoker.executor")
 Abort = Literal["stop", "kill"] | None
 
 
+class ExecutorDied(RuntimeError):
+    """The executor process died before it was ready (killed, out of memory)."""
+
+
 class JobHandler(abc.ABC):
     """The supervisor's side of a running job."""
 
@@ -164,18 +168,28 @@ class ProcessExecutor(Executor):
             if self._proc.sentinel in ready or not ready:
                 code = self._proc.exitcode
                 self._discard()
-                raise RuntimeError(f"executor died during startup (exit code {code})")
+                raise ExecutorDied(f"executor died during startup (exit code {code})")
 
     def _send(self, msg: dict[str, Any]) -> None:
         assert self._conn is not None
         self._conn.send_bytes(json.dumps(msg, separators=(",", ":")).encode())
 
     def execute(self, task: Task, timeout: float | None, handler: JobHandler) -> Outcome:
-        self.start()
+        try:
+            self.start()
+        except ExecutorDied as exc:
+            # Killed while starting: this attempt crashed; the worker carries on.
+            log.warning("executor crashed", message=str(exc))
+            self.restarts += 1
+            return Outcome("crashed", error_type="ExecutorCrashed", message=str(exc))
         assert self._conn is not None and self._proc is not None
         started = time.monotonic()
         deadline = started + timeout if timeout else None
-        self._send({"type": "run", "task": task.to_dict()})
+        try:
+            self._send({"type": "run", "task": task.to_dict()})
+        except OSError:  # it died between jobs, after the liveness check
+            self._proc.join(1)
+            return self._crashed(time.monotonic() - started)
         self.jobs_in_child += 1
         stop_sent = False
         conn, sentinel = self._conn, self._proc.sentinel

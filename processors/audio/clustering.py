@@ -1,5 +1,5 @@
 """Cluster window embeddings into speakers, with the speaker count found automatically
-(best silhouette over agglomerative cuts) or bounded by pyannote-style hints."""
+(a distance threshold on an agglomerative tree) or set or bounded by pyannote-style hints."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import numpy as np
 from processors.base import PermanentError
 
 MAX_AUTO_SPEAKERS = 10
-SINGLE_SPEAKER_DISTANCE = 0.3
-"""When even the last agglomerative merge joins groups closer than this (average cosine
-distance), the windows are taken to be one speaker. GE2E windows of one voice sit about
-0.15-0.25 apart; different voices (even similar synthetic ones) 0.4 and more."""
+DEFAULT_THRESHOLD = 0.3
+"""Average cosine distance above which two groups of windows are different speakers.
+GE2E windows of one voice sit about 0.15-0.25 apart; different voices (even similar
+synthetic ones) 0.35 and more."""
+MIN_CLUSTER_FRACTION = 0.01
+"""Clusters holding fewer windows than this share (and at least 2) are folded away."""
 MAX_CLUSTERED_WINDOWS = 3000
 """Longer inputs cluster a spread-out subset and assign the rest to the nearest centroid,
 keeping the O(n^2) distance matrix small."""
@@ -58,12 +60,20 @@ def _cut(tree: np.ndarray, k: int) -> np.ndarray:
     return fcluster(tree, t=k, criterion="maxclust") - 1
 
 
-def _silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
-    from sklearn.metrics import silhouette_score
-
-    if len(set(labels.tolist())) < 2:
-        return -1.0
-    return float(silhouette_score(distances, labels, metric="precomputed"))
+def _absorb_small(x: np.ndarray, labels: np.ndarray, min_size: int, keep: int) -> np.ndarray:
+    """Move windows of clusters smaller than `min_size` (a cough, a laugh, an odd window)
+    to the nearest remaining cluster; at least `keep` clusters stay."""
+    ids, sizes = np.unique(labels, return_counts=True)
+    order = np.argsort(-sizes, kind="stable")
+    big = [ids[i] for i in order if sizes[i] >= min_size]
+    big = big if len(big) >= keep else [ids[i] for i in order[:keep]]
+    if len(big) == len(ids) or not big:
+        return labels
+    centroids = _normalise(np.stack([x[labels == i].mean(axis=0) for i in big]))
+    small = ~np.isin(labels, big)
+    labels = labels.copy()
+    labels[small] = np.asarray(big)[np.argmax(x[small] @ centroids.T, axis=1)]
+    return labels
 
 
 def _refine(embeddings: np.ndarray, labels: np.ndarray, iterations: int = 5) -> np.ndarray:
@@ -78,10 +88,19 @@ def _refine(embeddings: np.ndarray, labels: np.ndarray, iterations: int = 5) -> 
     return labels
 
 
-def cluster_embeddings(embeddings: np.ndarray, hints: SpeakerHints | None = None) -> np.ndarray:
-    """Speaker index per embedding (0..k-1), numbered by first appearance."""
+def cluster_embeddings(
+    embeddings: np.ndarray,
+    hints: SpeakerHints | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> np.ndarray:
+    """Speaker index per embedding (0..k-1), numbered by first appearance.
+
+    Average-linkage agglomerative clustering on cosine distance; without an exact hint the
+    tree is cut where groups are further apart than `threshold`, tiny clusters are folded
+    into their nearest neighbour, and the count is clamped to the hints.
+    """
     from scipy.cluster.hierarchy import linkage
-    from scipy.spatial.distance import pdist, squareform
+    from scipy.spatial.distance import pdist
 
     low, high = (hints or SpeakerHints()).bounds()
     n = len(embeddings)
@@ -94,19 +113,16 @@ def cluster_embeddings(embeddings: np.ndarray, hints: SpeakerHints | None = None
     if n > MAX_CLUSTERED_WINDOWS:
         subset = np.linspace(0, n - 1, MAX_CLUSTERED_WINDOWS).astype(int)
     xs = x[subset]
-    condensed = pdist(xs, metric="cosine")
-    tree = linkage(condensed, method="average")
-    distances = squareform(condensed)
+    tree = linkage(pdist(xs, metric="cosine"), method="average")
     high = min(high, len(xs))
     low = min(low, high)
     if low == high:
         labels = _cut(tree, low)
     else:
-        scores = {k: _silhouette(distances, _cut(tree, k)) for k in range(max(low, 2), high + 1)}
-        best = max(scores, key=scores.__getitem__) if scores else 1
-        if low == 1 and (not scores or tree[-1, 2] < SINGLE_SPEAKER_DISTANCE):
-            best = 1
-        labels = _cut(tree, best)
+        found = 1 + int(np.sum(tree[:, 2] > threshold))
+        labels = _cut(tree, min(max(found, low), high))
+        min_size = max(2, int(np.ceil(MIN_CLUSTER_FRACTION * len(xs))))
+        labels = _absorb_small(xs, labels, min_size, keep=low)
     labels = _refine(xs, labels)
     if len(subset) < n:
         ids = np.unique(labels)

@@ -64,18 +64,23 @@ def _iter_pyav(path: Path) -> Iterator[np.ndarray]:
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise _PyAVOpenError(str(exc)) from exc
     with container:
+        if container.format.name == "tty":
+            # FFmpeg "decodes" any text file as ANSI art video: that is not media.
+            raise _PyAVOpenError("not an audio or video file")
         if not container.streams.audio:
             kind = "video" if container.streams.video else "file"
             raise PermanentError(f"{path.name}: this {kind} has no audio track")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        # Channels are averaged here, not by FFmpeg: its stereo-to-mono matrix adds +3 dB
+        # to identical channels, which can push a loud recording past full scale.
+        resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    yield out.to_ndarray().reshape(-1)
+                    yield out.to_ndarray().mean(axis=0, dtype=np.float32)
             for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1)
+                yield out.to_ndarray().mean(axis=0, dtype=np.float32)
         except av.FFmpegError as exc:
             raise PermanentError(f"{path.name}: audio could not be decoded: {exc}") from exc
 

@@ -19,7 +19,6 @@ from processors.audio.pipeline import (
     assign_speakers,
     decode_stage,
     diarize,
-    vad_stage,
     write_text,
 )
 from processors.audio.rttm import Turn, format_rttm
@@ -74,7 +73,12 @@ class DiarizationProcessor(Processor):
         stt = params.transcribe
         audio = decode_stage(path, audio_settings, ctx, timings, span=(0.0, 0.05))
         result = diarize(
-            audio, self.embedder, audio_settings, hints, ctx, timings,
+            audio,
+            self.embedder,
+            audio_settings,
+            hints,
+            ctx,
+            timings,
             span=(0.05, 0.4 if stt else 0.95),
         )
         turns = result.turns
@@ -90,7 +94,7 @@ class DiarizationProcessor(Processor):
                 chunk_seconds=audio_settings.chunk_seconds,
                 language=params.language or default_language(audio_settings.whisper_model),
                 beam_size=params.beam_size or audio_settings.beam_size,
-                on_progress=lambda f: ctx.progress(0.4 + 0.55 * f, "transcribe"),
+                on_progress=lambda f: ctx.progress(round(0.4 + 0.55 * f, 4), "transcribe"),
                 check_stop=ctx.check_stop,
             )
             timings["transcribe"] = time.perf_counter() - started
@@ -115,8 +119,12 @@ class DiarizationProcessor(Processor):
         speakers = _speaker_stats(turns, words)
         rttm = ctx.output_path(path.stem + ".rttm")
         rttm.write_text(format_rttm(turns, path.stem), encoding="utf-8")
-        transcript_body = text if stt else "\n".join(
-            f"[{s['start']:.2f}-{s['end']:.2f}] {s['speaker']}" for s in segments_out
+        transcript_body = (
+            text
+            if stt
+            else "\n".join(
+                f"[{s['start']:.2f}-{s['end']:.2f}] {s['speaker']}" for s in segments_out
+            )
         )
         transcript = write_text(ctx, path, transcript_body + "\n" if transcript_body else "")
         timings["align"] = time.perf_counter() - started
@@ -162,7 +170,3 @@ def _speaker_stats(turns: list[Turn], words: list[Word]) -> list[dict[str, Any]]
     for entry in stats.values():
         entry["speaking_time"] = round(entry["speaking_time"], 3)
     return [stats[label] for label in sorted(stats)]
-
-
-# `vad_stage` is re-exported for callers that only need speech regions.
-__all__ = ["DiarizationParams", "DiarizationProcessor", "vad_stage"]

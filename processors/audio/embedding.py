@@ -58,15 +58,19 @@ class ResemblyzerEmbedder:
             # Quiet windows are raised to the training level, never lowered (as resemblyzer does).
             rms = x.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
             gain = (10 ** (self._TARGET_DBFS / 20) / rms).clamp_min(1.0)
-            spec = torch.stft(
-                x * gain,
-                n_fft=self._n_fft,
-                hop_length=self._hop,
-                window=self._window,
-                center=True,
-                pad_mode="constant",
-                return_complex=True,
-            ).abs().pow(2)
+            spec = (
+                torch.stft(
+                    x * gain,
+                    n_fft=self._n_fft,
+                    hop_length=self._hop,
+                    window=self._window,
+                    center=True,
+                    pad_mode="constant",
+                    return_complex=True,
+                )
+                .abs()
+                .pow(2)
+            )
             mels = (self._mel_basis @ spec).transpose(1, 2)  # (B, frames, n_mels), librosa's
             return self.encoder(mels).cpu().numpy()
 
@@ -121,11 +125,7 @@ def load_embedder(backend: str, device: str, model: str | None = None) -> Speake
     return ResemblyzerEmbedder(device)
 
 
-def embed_in_batches(
-    embedder: SpeakerEmbedder, windows: np.ndarray, batch_size: int
-) -> np.ndarray:
+def embed_in_batches(embedder: SpeakerEmbedder, windows: np.ndarray, batch_size: int) -> np.ndarray:
     """Embed (N, samples) windows `batch_size` at a time."""
-    out = [
-        embedder.embed(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)
-    ]
+    out = [embedder.embed(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, embedder.dimension), np.float32)

@@ -24,7 +24,10 @@ FRAME_SECONDS = 0.02
 
 
 def decode_stage(
-    path: Path, settings: AudioSettings, ctx: Context, timings: dict[str, float],
+    path: Path,
+    settings: AudioSettings,
+    ctx: Context,
+    timings: dict[str, float],
     span: tuple[float, float],
 ) -> np.ndarray:
     """The file as 16 kHz mono float32, decoded in chunks (progress stage `decode`)."""
@@ -41,7 +44,10 @@ def decode_stage(
 
 
 def vad_stage(
-    audio: np.ndarray, settings: AudioSettings, ctx: Context, timings: dict[str, float],
+    audio: np.ndarray,
+    settings: AudioSettings,
+    ctx: Context,
+    timings: dict[str, float],
     span: tuple[float, float],
 ) -> list[tuple[float, float]]:
     """Speech regions in seconds (progress stage `vad`)."""
@@ -112,15 +118,15 @@ def label_turns(
     n_speakers = int(labels.max()) + 1
     n_frames = int(np.ceil(max(end for _, end in regions) / FRAME_SECONDS)) + 1
     votes = np.zeros((n_frames, n_speakers), dtype=np.float32)
-    width = max(1, int(round(window / FRAME_SECONDS)))
+    width = max(1, round(window / FRAME_SECONDS))
     weight = np.hanning(width + 2)[1:-1].astype(np.float32)
     for start, label in zip(starts, labels, strict=True):
-        first = int(round(start / FRAME_SECONDS))
+        first = round(start / FRAME_SECONDS)
         span = votes[first : first + width, label]
         span += weight[: span.size]
     turns: list[Turn] = []
     for begin, end in regions:
-        a, b = int(round(begin / FRAME_SECONDS)), int(round(end / FRAME_SECONDS))
+        a, b = round(begin / FRAME_SECONDS), round(end / FRAME_SECONDS)
         if b <= a:
             continue
         chosen = np.argmax(votes[a:b], axis=1)
@@ -170,7 +176,7 @@ def diarize(
 
     def on_batch(fraction: float) -> None:
         ctx.check_stop()
-        ctx.progress(lo + (0.1 + 0.8 * fraction) * (hi - lo), "embed")
+        ctx.progress(round(lo + (0.1 + 0.8 * fraction) * (hi - lo), 4), "embed")
 
     ctx.progress(lo + 0.1 * (hi - lo), "embed")
     embeddings = embed_windows(
@@ -179,7 +185,7 @@ def diarize(
     timings["embed"] = time.perf_counter() - started
     started = time.perf_counter()
     ctx.progress(lo + 0.9 * (hi - lo), "cluster")
-    labels = cluster_embeddings(embeddings, hints)
+    labels = cluster_embeddings(embeddings, hints, settings.cluster_threshold)
     turns = label_turns(regions, starts, labels, settings.window_seconds)
     timings["cluster"] = time.perf_counter() - started
     ctx.progress(hi, "cluster")

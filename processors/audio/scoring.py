@@ -44,9 +44,7 @@ class DERComponents:
         )
 
 
-def _activity(
-    turns: Sequence[Turn], bounds: np.ndarray, labels: list[str]
-) -> np.ndarray:
+def _activity(turns: Sequence[Turn], bounds: np.ndarray, labels: list[str]) -> np.ndarray:
     """(segments, labels) bool: is the label speaking in each elementary segment."""
     active = np.zeros((len(bounds) - 1, len(labels)), dtype=bool)
     index = {label: i for i, label in enumerate(labels)}
@@ -107,9 +105,7 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     for i, word in enumerate(ref, 1):
         current = [i] + [0] * len(hyp)
         for j, other in enumerate(hyp, 1):
-            current[j] = min(
-                previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other)
-            )
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other))
         previous = current
     return previous[-1] / len(ref)
 
@@ -135,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = score_files(args.reference, args.hypothesis)
     total = DERComponents(0.0, 0.0, 0.0, 0.0)
-    print(f"{'file':<24} {'DER':>7} {'false alarm':>12} {'missed':>8} {'confusion':>10} {'speech':>8}")
+    print(
+        f"{'file':<24} {'DER':>7} {'false alarm':>12} {'missed':>8} {'confusion':>10} {'speech':>8}"
+    )
     for uri, parts in results.items():
         total = total + parts
         print(

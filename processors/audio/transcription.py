@@ -6,6 +6,7 @@ transcribed in chunks of at most `AUDIO_CHUNK_SECONDS`, cut in pauses found by t
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -102,7 +103,7 @@ def chunk_bounds(
     limit = max(1, int(chunk_seconds * SAMPLE_RATE))
     cuts = [
         int((a_end + b_start) / 2 * SAMPLE_RATE)
-        for (_, a_end), (b_start, _) in zip(regions, regions[1:], strict=False)
+        for (_, a_end), (b_start, _) in itertools.pairwise(regions)
     ]
     bounds: list[tuple[int, int]] = []
     start = 0
@@ -139,7 +140,7 @@ def transcribe(
             language=language,
             beam_size=beam_size,
             word_timestamps=True,
-            condition_on_previous_text=False,
+            condition_on_previous_text=True,  # measured: fewer errors on short turns
         )
         detected = detected or info.language
         for piece in pieces:
@@ -150,7 +151,9 @@ def transcribe(
                 for w in piece.words or []
                 if w.word.strip()
             ]
-            segments.append(Segment(piece.start + offset, piece.end + offset, piece.text.strip(), words))
+            segments.append(
+                Segment(piece.start + offset, piece.end + offset, piece.text.strip(), words)
+            )
             if on_progress:
                 on_progress(min(1.0, (offset * SAMPLE_RATE + piece.end * SAMPLE_RATE) / total))
         if on_progress:
@@ -219,7 +222,7 @@ class TranscriptionProcessor(Processor):
             chunk_seconds=audio_settings.chunk_seconds,
             language=params.language or default_language(audio_settings.whisper_model),
             beam_size=params.beam_size or audio_settings.beam_size,
-            on_progress=lambda f: ctx.progress(0.15 + 0.85 * f, "transcribe"),
+            on_progress=lambda f: ctx.progress(round(0.15 + 0.85 * f, 4), "transcribe"),
             check_stop=ctx.check_stop,
         )
         timings["transcribe"] = time.perf_counter() - started

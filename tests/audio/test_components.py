@@ -14,6 +14,7 @@ from processors.audio.pipeline import assign_speakers, label_turns, window_start
 from processors.audio.rttm import Turn
 from processors.audio.transcription import Word
 from processors.base import ConfigError, PermanentError
+from tests.audio.synth import Conversation
 
 
 def blobs(n_clusters: int, per_cluster: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -123,3 +124,25 @@ def test_registry_finds_both_audio_processors() -> None:
 
     assert get_processor_class("diarization") is DiarizationProcessor
     assert get_processor_class("transcription") is TranscriptionProcessor
+
+
+def test_batched_embeddings_match_resemblyzer_on_its_own_features(
+    two_speakers: Conversation,
+) -> None:
+    """The batched mel features on the device are resemblyzer's librosa ones."""
+    import torch
+    from resemblyzer import audio as ra
+
+    from processors.audio.decode import load_audio
+    from processors.audio.embedding import ResemblyzerEmbedder
+
+    embedder = ResemblyzerEmbedder("cpu")
+    audio = load_audio(two_speakers.path)
+    windows = np.stack([audio[i * 16000 : i * 16000 + 24000] for i in range(1, 30, 4)])
+    expected = []
+    for window in windows:
+        mel = ra.wav_to_mel_spectrogram(ra.normalize_volume(window, -30, increase_only=True))
+        with torch.inference_mode():
+            expected.append(embedder.encoder(torch.from_numpy(mel[None])).numpy()[0])
+    cosine = np.sum(embedder.embed(windows) * np.asarray(expected), axis=1)
+    assert cosine == pytest.approx(1.0, abs=1e-4)

@@ -3,6 +3,7 @@ words carrying their speaker, hints, result shape and the files it writes."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,7 @@ def test_three_speakers_counted_without_hint(meeting: Job) -> None:
     assert len(meeting.result["speakers"]) == 3
 
 
-def test_three_speaker_der_at_most_five_percent(
-    meeting: Job, three_speakers: Conversation
-) -> None:
+def test_three_speaker_der_at_most_five_percent(meeting: Job, three_speakers: Conversation) -> None:
     der = diarization_error_rate(reference_turns(three_speakers), hypothesis_turns(meeting.result))
     assert der <= 0.05
 
@@ -43,9 +42,7 @@ def test_three_speaker_wer_at_most_fifteen_percent(
     assert word_error_rate(three_speakers.text, hypothesis) <= 0.15
 
 
-def test_each_word_gets_the_speaker_who_said_it(
-    meeting: Job, three_speakers: Conversation
-) -> None:
+def test_each_word_gets_the_speaker_who_said_it(meeting: Job, three_speakers: Conversation) -> None:
     words = meeting.result["words"]
     refs = sorted(three_speakers.speakers)
     hyps = sorted({w["speaker"] for w in words})
@@ -79,9 +76,7 @@ def test_num_speakers_hint_sets_the_count(diarize: RunJob, three_speakers: Conve
     assert diarize(audio_path="meeting3.wav", num_speakers=2)["num_speakers"] == 2
 
 
-def test_min_speakers_hint_raises_the_count(
-    diarize: RunJob, one_speaker: Conversation
-) -> None:
+def test_min_speakers_hint_raises_the_count(diarize: RunJob, one_speaker: Conversation) -> None:
     assert diarize(audio_path="monologue.wav", min_speakers=2)["num_speakers"] == 2
 
 
@@ -129,7 +124,7 @@ def test_speaking_time_adds_up_to_the_segments(meeting: Job) -> None:
 def test_segments_are_ordered_and_within_the_audio(meeting: Job) -> None:
     segments = meeting.result["segments"]
     assert all(0 <= s["start"] < s["end"] <= meeting.result["duration"] for s in segments)
-    assert all(a["end"] <= b["start"] for a, b in zip(segments, segments[1:], strict=False))
+    assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(segments))
 
 
 def test_words_have_timestamps_speaker_and_probability(meeting: Job) -> None:
@@ -159,8 +154,7 @@ def test_rttm_has_ten_fields(meeting: Job) -> None:
 def test_rttm_holds_the_result_segments(meeting: Job) -> None:
     (turns,) = read_rttm(Path(meeting.result["rttm_path"])).values()
     assert [(t.speaker, round(t.start, 2), round(t.end, 2)) for t in turns] == [
-        (s["speaker"], round(s["start"], 2), round(s["end"], 2))
-        for s in meeting.result["segments"]
+        (s["speaker"], round(s["start"], 2), round(s["end"], 2)) for s in meeting.result["segments"]
     ]
 
 
@@ -176,9 +170,7 @@ def test_progress_reports_every_stage_in_order(meeting: Job) -> None:
     assert meeting.recorder.fractions[-1] == 1.0
 
 
-def test_without_transcribe_there_are_no_words(
-    diarize: RunJob, two_speakers: Conversation
-) -> None:
+def test_without_transcribe_there_are_no_words(diarize: RunJob, two_speakers: Conversation) -> None:
     result = diarize(audio_path="meeting2.wav")
     assert result["words"] == [] and result["counts"]["words"] == 0
     assert all(s["text"] == "" for s in result["segments"])

@@ -20,10 +20,12 @@ def test_format_decodes_to_16k_mono_of_the_same_length(
     formats: dict[str, Path], two_speakers: Conversation, ext: str
 ) -> None:
     audio = load_audio(formats[ext])
+    original, _ = sf.read(two_speakers.path, dtype="float32")
     assert audio.dtype == np.float32 and audio.ndim == 1
-    # Lossy encoders add a few tens of milliseconds of priming and padding.
-    assert audio.size / 16000 == pytest.approx(two_speakers.duration, abs=0.1)
-    assert 0.01 < float(np.abs(audio).max()) <= 1.0
+    # Lossy encoders add up to about a tenth of a second of priming and padding.
+    assert audio.size / 16000 == pytest.approx(two_speakers.duration, abs=0.15)
+    level = 20 * np.log10(np.sqrt(np.mean(audio**2)) / np.sqrt(np.mean(original**2)))
+    assert abs(level) < 0.5  # same loudness in dB: the channels were averaged, not summed
 
 
 def test_video_audio_track_is_diarized(diarize: RunJob, formats: dict[str, Path]) -> None:

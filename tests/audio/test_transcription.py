@@ -24,9 +24,7 @@ def test_transcription_wer_at_most_fifteen_percent(
     assert word_error_rate(two_speakers.text, transcript["text"]) <= 0.15
 
 
-def test_words_fall_inside_the_spoken_turns(
-    transcript: dict, two_speakers: Conversation
-) -> None:
+def test_words_fall_inside_the_spoken_turns(transcript: dict, two_speakers: Conversation) -> None:
     slack = 0.3  # whisper's word edges are approximate
     for word in transcript["words"]:
         middle = (word["start"] + word["end"]) / 2

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
+
+from models.migrate import upgrade
+from worker.store import make_engine
 
 SUPERUSER = "stoker"
 
@@ -94,11 +97,9 @@ class PostgresServer:
         return self
 
     def stop(self) -> None:
-        import time; t=time.time()  # DEBUG
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
-            print("DEBUG stop", time.time()-t, file=open("/tmp/pgstop.log","a"))  # DEBUG
             shutil.rmtree(self.root, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:
@@ -106,16 +107,23 @@ class PostgresServer:
             f"postgresql+psycopg://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
         )
 
-    def create_database(self, prefix: str = "t") -> str:
-        """A new empty database; returns its URL."""
-        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+    def _admin(self, sql: str) -> None:
         engine = create_engine(self.url(), isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
+                conn.execute(text(sql))
         finally:
             engine.dispose()
+
+    def create_database(self, prefix: str = "t") -> str:
+        """A new empty database; returns its URL."""
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        self._admin(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by `create_database`, closing what is still connected."""
+        self._admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def _cluster_owner() -> str | None:
@@ -159,14 +167,19 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: PostgresServer) -> str:
-    """URL of a database on the session's PostgreSQL server, shared by the session."""
-    return postgres_server.create_database("stoker")
+    """URL of a database on the session's PostgreSQL server, shared by the session and
+    migrated to the head revision. Tests that use it must not assume it is empty."""
+    url = postgres_server.create_database("stoker")
+    _migrate(url)
+    return url
 
 
 @pytest.fixture
-def fresh_postgres_url(postgres_server: PostgresServer) -> str:
-    """URL of a new, empty PostgreSQL database for one test."""
-    return postgres_server.create_database()
+def fresh_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL database for one test (dropped afterwards)."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
 
 
 @pytest.fixture(
@@ -176,5 +189,43 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A new, empty database for one test, on each backend in turn."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'stoker.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
+def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "stoker.db"
+    _migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def migrated_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database at the head revision with no rows, on each backend in turn.
+
+    SQLite: a copy of a file migrated once per session. PostgreSQL: the session's
+    `postgres_url` database, emptied (copying a database per test is slow).
+    """
+    if request.param == "sqlite":
+        path = tmp_path / "stoker.db"
+        shutil.copyfile(request.getfixturevalue("_migrated_sqlite"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE frame_results, attempts, jobs RESTART IDENTITY"))
+    finally:
+        engine.dispose()
+    return url

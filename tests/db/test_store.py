@@ -18,9 +18,9 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[JobStore]:
-    s = JobStore(db_url)
-    s.migrate()
+def store(migrated_db_url: str) -> Iterator[JobStore]:
+    s = JobStore(migrated_db_url)
+    s.migrate()  # already at head: a no-op
     yield s
     s.close()
 

@@ -249,3 +249,8 @@ def test_long_transcript_is_map_reduced_when_a_window_is_configured(
     parts = sorted(maps, key=lambda b: int(b.split()[3]))
     assert [int(b.split()[3]) for b in parts] == list(range(1, chunks + 1))
     assert "\n".join(b.split('"""\n', 1)[1].rsplit('\n"""', 1)[0] for b in parts) == transcript
+
+
+def test_negative_price_is_config_error(openai_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ConfigError, match="negative"):
+        LLMAnalysisProcessor.check_config(openai_settings(prices={"test-model": (-1.0, 1.0)}))

@@ -31,6 +31,7 @@ CUTS = [40, 80, 140, 230]
 FADE = range(160, 190)
 MOVING = range(80, 140)
 SHORT_FRAMES = 100  # the short clips hold the first 100 frames: cuts at 40 and 80
+FASTSTART = {"movflags": "+faststart"}  # the mp4 index before the data
 
 
 def _gradient(rgb_a: tuple[int, int, int], rgb_b: tuple[int, int, int]) -> np.ndarray:
@@ -128,6 +129,8 @@ def media_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "truncated.mp4").write_bytes(data[: len(data) // 2])  # its index is at the end
     data = (root / "clip.mkv").read_bytes()
     (root / "truncated.mkv").write_bytes(data[: len(data) // 2])
+    data = encode(root / "faststart.mp4", FRAMES, container_options=FASTSTART).read_bytes()
+    (root / "truncated_faststart.mp4").write_bytes(data[: len(data) // 2])
     (root / "clip.avi").write_bytes((root / "short.mkv").read_bytes())
     return root
 

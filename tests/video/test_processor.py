@@ -128,8 +128,11 @@ def test_truncated_file_without_its_index_is_permanent_error(
         run_job(video_path="truncated.mp4")
 
 
-def test_truncated_file_keeps_frames_before_damage(run_job: Callable[..., JobRun]) -> None:
-    job = run_job(video_path="truncated.mkv", stages=["scene_cuts"])
+@pytest.mark.parametrize("name", ["truncated.mkv", "truncated_faststart.mp4"])
+def test_truncated_file_keeps_frames_before_damage(
+    run_job: Callable[..., JobRun], name: str
+) -> None:
+    job = run_job(video_path=name, stages=["scene_cuts"])
     result = job.result
     assert result is not None
     assert result["complete"] is False

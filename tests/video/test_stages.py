@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ import torch
 from config import Settings
 from processors.base import ConfigError, PermanentError
 from processors.registry import get_processor_class
+from processors.video import builtin_stages
 from processors.video.processor import VideoPipelineProcessor
 from processors.video.stages import (
     ENTRY_POINT_GROUP,
@@ -54,7 +56,7 @@ class Redness(Stage):
 
     def run(self, frames: Frames, state: PipelineState) -> StageOutput:
         red = frames.pixels[:, 0].to(torch.float32).mean(dim=(1, 2))
-        return red - state.outputs["gray"].mean(dim=(1, 2))
+        return red - state.outputs["gray"].to(torch.float32).mean(dim=(1, 2))
 
 
 @register_stage
@@ -200,7 +202,9 @@ class TinyEmbedder(torch.nn.Module):
 def embedding_run(make_video_settings: Callable[..., Settings], tmp_path: Path) -> JobRun:
     torch.manual_seed(0)
     model_path = tmp_path / "embedder.pt"
-    torch.jit.save(torch.jit.script(TinyEmbedder().eval()), str(model_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is what we test
+        torch.jit.save(torch.jit.script(TinyEmbedder().eval()), str(model_path))
     settings = make_video_settings(
         pipelines={"default": ["scene_cuts"], "embed": ["embedding"]},
         embedding_model=model_path,
@@ -262,3 +266,16 @@ def test_embedding_stage_loads_torch_export_files(
     job.result = processor.process(params, make_context(job, settings))
     assert [len(batch) for batch in job.batches] == [32, 8]
     assert all(len(row["values"]["embedding"]) == 16 for row in job.rows)
+
+
+def test_motion_and_quality_agree_with_and_without_opencv(
+    run_job: Callable[..., JobRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = {"video_path": "short.mkv", "stages": ["motion", "quality"], "max_frames": 90}
+    with_cv2 = run_job(**params).rows
+    monkeypatch.setattr(builtin_stages, "cv2", None)
+    torch_only = run_job(**params).rows
+    for a, b in zip(with_cv2, torch_only, strict=True):
+        assert a["values"]["motion"] == pytest.approx(b["values"]["motion"], rel=0.05, abs=1e-4)
+        for key, value in a["values"]["quality"].items():
+            assert value == pytest.approx(b["values"]["quality"][key], rel=0.02, abs=0.5)

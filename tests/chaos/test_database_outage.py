@@ -1,0 +1,87 @@
+"""The database goes away while a job runs (PostgreSQL stopped): the outcome is kept and
+written when the database returns, and the job stays in flight in Redis until then."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.conftest import Deployment
+from tests.db.conftest import PostgresServer, _cluster_owner, find_pg_bin
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
+
+# As tests/db/conftest.py starts its cluster; repeated here to restart this one.
+_OPTIONS = (
+    "-k {root} -p {port} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
+    " -c full_page_writes=off -c max_connections=60"
+)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of this test's own, which it may stop and start."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found")
+    pytest.importorskip("psycopg")
+    owner = _cluster_owner()
+    root = Path(tempfile.mkdtemp(prefix="stoker-chaos-pg-"))
+    if owner:
+        shutil.chown(root, owner, owner)
+    server = PostgresServer(bin_dir, root, owner)
+    try:
+        server.start()
+    except Exception:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    yield server
+    server.stop()
+
+
+def _pg_stop(server: PostgresServer) -> None:
+    server._run("pg_ctl", "-D", str(server.data), "-m", "fast", "-w", "stop")
+
+
+def _pg_start(server: PostgresServer) -> None:
+    options = _OPTIONS.format(root=server.socket_dir, port=server.port)
+    log = str(server.root / "server.log")
+    server._run("pg_ctl", "-D", str(server.data), "-l", log, "-o", options, "-w", "start")
+
+
+def test_database_outage_outcome_written_when_it_returns(
+    redis_url: str, own_postgres: PostgresServer, make_deployment: Callable[..., Deployment]
+) -> None:
+    dep = make_deployment(redis_url, own_postgres.create_database("chaos"))
+    worker = dep.start()
+    dep.enqueue("patient", "chaos_slow", seconds=3)
+    wait_for(lambda: dep.starts("patient"), 60)
+    dep.wait_status("patient", "running", 30)
+
+    _pg_stop(own_postgres)
+
+    wait_for(lambda: dep.starts("patient", "done"), 60)
+    wait_for(lambda: worker.has_event("database unavailable; outcome kept until it returns"), 30)
+    # Not acknowledged before its outcome is durable: still in flight, still claimed.
+    for _ in range(10):
+        assert dep.inflight(worker.id), "job left flight before its outcome was recorded"
+        assert b"patient" in dep.running()
+        time.sleep(0.2)
+    assert worker.proc.poll() is None
+
+    _pg_start(own_postgres)
+
+    row = dep.wait_status("patient", "succeeded", 60)
+    assert row["result"]["attempt"] == 1
+    assert dep.outcomes("patient") == ["succeeded"]
+    assert len(dep.starts("patient")) == 1  # not run again
+    wait_for(lambda: dep.inflight(worker.id) == [] and dep.running() == {}, 30)
+    dep.enqueue("after", "echo", text="db is back")
+    dep.wait_status("after", "succeeded", 60)
+    assert worker.proc.poll() is None
