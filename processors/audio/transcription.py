@@ -84,6 +84,11 @@ def load_whisper(audio: AudioSettings, device: str) -> Any:
     key = (audio.whisper_model, f"{kind}:{index}", compute_type, audio.cpu_threads)
     with _models_lock:
         if key not in _models:
+            import torch
+
+            # CTranslate2 sets the OpenMP thread count it shares with torch; torch then ran
+            # its embeddings 8x slower here. Give torch its own setting back.
+            torch_threads = torch.get_num_threads()
             _models[key] = WhisperModel(
                 resolve_model(audio.whisper_model),
                 device=kind,
@@ -92,6 +97,7 @@ def load_whisper(audio: AudioSettings, device: str) -> Any:
                 cpu_threads=audio.cpu_threads,
                 local_files_only=audio.whisper_model == BUNDLED_MODEL,
             )
+            torch.set_num_threads(torch_threads)
         return _models[key]
 
 

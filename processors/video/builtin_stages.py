@@ -1,7 +1,9 @@
 """Built-in stages: `scene_cuts`, `motion`, `quality`, `embedding` and their helpers.
 
 `hsv` and `gray` compute shared intermediates (not stored per frame); the others
-read them through `state.outputs`. All work is batched tensor math on the device.
+read them through `state.outputs`. All work is done per batch: torch ops on the
+device, or on CPU OpenCV's SIMD routines when OpenCV is installed (the torch ops on
+CPU are several times slower on small frames); both paths give the same values.
 """
 
 from __future__ import annotations
@@ -280,7 +282,10 @@ def load_model(path: Path, device: torch.device) -> Callable[[torch.Tensor], Any
                 f"embedding model {path} is not a TorchScript file ({script_error}); "
                 "other model files need torchvision"
             ) from script_error
-        model = torch.load(str(path), map_location=device, weights_only=False)
+        try:
+            model = torch.load(str(path), map_location=device, weights_only=False)
+        except Exception as exc:  # any unreadable file is a configuration problem
+            raise PipelineError(f"embedding model {path} cannot be loaded: {exc}") from exc
         if not isinstance(model, torch.nn.Module):
             raise PipelineError(f"embedding model {path} holds no torch module") from None
         return model.eval()

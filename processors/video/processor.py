@@ -138,9 +138,12 @@ class VideoPipelineProcessor(Processor):
         super().load(device)
         self._torch_device = torch.device(device)
         self.check_config(self.settings)
-        for stages in self.video_settings.pipelines.values():
-            for cls in check_pipeline(stages, self.video_settings):
-                self._stage(cls)
+        for name, stages in self.video_settings.pipelines.items():
+            try:
+                for cls in check_pipeline(stages, self.video_settings):
+                    self._stage(cls)
+            except PipelineError as exc:
+                raise ConfigError(f"video pipeline {name!r}: {exc}") from exc
 
     def _stage(self, cls: type[Stage]) -> Stage:
         stage = self._stages.get(cls.name)
@@ -166,7 +169,10 @@ class VideoPipelineProcessor(Processor):
                 classes = check_pipeline(self.video_settings.pipelines[name], self.video_settings)
             except PipelineError as exc:  # only if settings changed after startup
                 raise PermanentError(f"video pipeline {name!r}: {exc}") from exc
-        return name, [self._stage(cls) for cls in classes]
+        try:
+            return name, [self._stage(cls) for cls in classes]
+        except PipelineError as exc:  # a stage's model failed to load
+            raise PermanentError(f"video pipeline {name or params.stages!r}: {exc}") from exc
 
     def process(self, params: VideoPipelineParams, ctx: Context) -> dict[str, Any]:
         started = time.perf_counter()

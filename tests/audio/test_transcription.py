@@ -81,3 +81,15 @@ def test_long_audio_is_cut_into_chunks_in_pauses() -> None:
 def test_speech_longer_than_a_chunk_is_cut_anyway() -> None:
     bounds = chunk_bounds(100 * 16000, [(0.0, 100.0)], chunk_seconds=40)
     assert [b - a for a, b in bounds] == [640000, 640000, 320000]
+
+
+def test_loading_whisper_leaves_torch_threads_alone() -> None:
+    """CTranslate2 shares OpenMP with torch; its thread setting must not leak into torch."""
+    import torch
+
+    from config import AudioSettings
+    from processors.audio.transcription import load_whisper
+
+    before = torch.get_num_threads()
+    load_whisper(AudioSettings(cpu_threads=before + 1), "cpu")
+    assert torch.get_num_threads() == before

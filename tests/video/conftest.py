@@ -32,6 +32,18 @@ FADE = range(160, 190)
 MOVING = range(80, 140)
 SHORT_FRAMES = 100  # the short clips hold the first 100 frames: cuts at 40 and 80
 FASTSTART = {"movflags": "+faststart"}  # the mp4 index before the data
+#: VideoSettings the tests assume, given explicitly so VIDEO_* variables can't leak in.
+VIDEO_DEFAULTS: dict[str, Any] = {
+    "batch_size": 32,
+    "decode_threads": 0,
+    "pipelines": {"default": ["scene_cuts", "motion", "quality"]},
+    "analysis_width": 256,
+    "scene_threshold": 27.0,
+    "min_scene_len": 15,
+    "embedding_model": None,
+    "embedding_input_size": 224,
+    "embedding_normalize": True,
+}
 
 
 def _gradient(rgb_a: tuple[int, int, int], rgb_b: tuple[int, int, int]) -> np.ndarray:
@@ -147,12 +159,11 @@ def make_video_settings(
     """Settings on the clips' media root; keyword arguments override VideoSettings."""
 
     def make(**video: Any) -> Settings:
-        video.setdefault("batch_size", 32)
         return Settings(
             media_root=media_root,
             output_dir=tmp_path_factory.mktemp("output"),
             device="cpu",
-            video=VideoSettings(**video),
+            video=VideoSettings(**{**VIDEO_DEFAULTS, **video}),
         )
 
     return make
@@ -227,7 +238,8 @@ def default_run(media_root: Path, tmp_path_factory: pytest.TempPathFactory) -> J
     settings = Settings(
         media_root=media_root,
         output_dir=tmp_path_factory.mktemp("output"),
-        video=VideoSettings(batch_size=32),
+        device="cpu",
+        video=VideoSettings(**VIDEO_DEFAULTS),
     )
     p = VideoPipelineProcessor(settings)
     p.load("cpu")

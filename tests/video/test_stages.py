@@ -279,3 +279,13 @@ def test_motion_and_quality_agree_with_and_without_opencv(
         assert a["values"]["motion"] == pytest.approx(b["values"]["motion"], rel=0.05, abs=1e-4)
         for key, value in a["values"]["quality"].items():
             assert value == pytest.approx(b["values"]["quality"][key], rel=0.02, abs=0.5)
+
+
+def test_unreadable_embedding_model_is_config_error_at_load(
+    make_video_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    model_path = tmp_path / "garbage.pt"
+    model_path.write_bytes(b"not a model")
+    settings = make_video_settings(pipelines={"e": ["embedding"]}, embedding_model=model_path)
+    with pytest.raises(ConfigError, match=r"'e'.*garbage\.pt"):
+        VideoPipelineProcessor(settings).load("cpu")
