@@ -27,6 +27,8 @@ BUNDLED_MODEL = "tiny.en"
 
 @dataclass
 class Word:
+    """A transcribed word, in seconds from the start of the file."""
+
     start: float
     end: float
     word: str
@@ -47,6 +49,8 @@ class Word:
 
 @dataclass
 class Segment:
+    """A whisper segment (about a sentence) and its words."""
+
     start: float
     end: float
     text: str
@@ -161,7 +165,7 @@ def transcribe(
                 Segment(piece.start + offset, piece.end + offset, piece.text.strip(), words)
             )
             if on_progress:
-                on_progress(min(1.0, (offset * SAMPLE_RATE + piece.end * SAMPLE_RATE) / total))
+                on_progress(min(1.0, (start + piece.end * SAMPLE_RATE) / total))
         if on_progress:
             on_progress(end / total)
     return segments, detected

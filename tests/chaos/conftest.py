@@ -73,7 +73,7 @@ class WorkerProc:
             children = psutil.Process(self.pid).children()
         except psutil.Error:
             return []
-        return [c.pid for c in children if "multiprocessing" in " ".join(_cmdline(c))]
+        return [c.pid for c in children if "spawn_main" in " ".join(_cmdline(c))]
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)

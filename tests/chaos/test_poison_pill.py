@@ -21,7 +21,8 @@ def test_poison_pill_goes_to_failed_after_max_deliveries(deployment: Deployment)
         if not workers or workers[-1].proc.poll() is not None:
             # The pill took the last worker down: start another, as a supervisor would.
             assert len(workers) < 4, "the poison pill was delivered more than max_deliveries"
-            workers.append(deployment.start(max_deliveries=2))
+            # Not waiting for readiness: it may take the pill and die before that.
+            workers.append(deployment.start(ready=False, max_deliveries=2))
         return False
 
     wait_for(pill_failed, 120, interval=0.2)

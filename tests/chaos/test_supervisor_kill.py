@@ -46,9 +46,10 @@ def test_supervisor_killed_mid_job_its_job_is_recovered_by_another_worker(
 def test_dead_workers_job_waits_for_its_heartbeat_to_expire(deployment: Deployment) -> None:
     """Recovery never takes a job from a worker whose heartbeat is still alive."""
     doomed = deployment.start("doomed", heartbeat_ttl=5)
-    rescuer = deployment.start("rescuer")
     deployment.enqueue("orphan", "chaos_slow", first_seconds=600, seconds=0)
     wait_for(lambda: deployment.starts("orphan"), 60)
+    rescuer = deployment.start("rescuer")  # running recovery every second from now on
+    assert deployment.inflight("doomed")
     doomed.kill()
 
     samples_while_alive = 0

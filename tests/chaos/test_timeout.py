@@ -52,9 +52,11 @@ def test_job_timing_out_on_every_attempt_fails_by_the_retry_policy(
 def test_long_native_block_does_not_expire_heartbeat(deployment: Deployment) -> None:
     """A job holding the GIL in native code for 4x the heartbeat TTL: nobody recovers it."""
     worker = deployment.start("blocked", heartbeat_ttl=1.5)
-    watcher = deployment.start("watcher", heartbeat_ttl=1.5)
+    # The watcher serves another queue (it never takes the job) but recovers any dead worker.
+    watcher = deployment.start("watcher", heartbeat_ttl=1.5, queues="other")
     deployment.enqueue("native", "chaos_hang", seconds=6, hold_gil=True)
     wait_for(lambda: deployment.starts("native"), 60)
+    assert deployment.inflight("blocked")
 
     heartbeat = deployment.keys.heartbeat("blocked")
     samples = 0
