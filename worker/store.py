@@ -60,6 +60,11 @@ _START_COLUMNS = (
 #: Statuses a failed, retried or requeued attempt leaves alone.
 _FINAL_FOR_SETTLE = ("succeeded", "cancelled")
 
+
+def _not_final() -> Any:
+    # Plain comparisons, not NOT IN: an IN list is re-expanded on every execution.
+    return and_(*(jobs.c.status != status for status in _FINAL_FOR_SETTLE))
+
 #: Row kinds processors may emit, and the table each goes to.
 ROW_TABLES = {"frame_results": frame_results}
 
@@ -134,7 +139,7 @@ class JobStore:
         self._start_stmt = start.on_conflict_do_update(
             index_elements=["id"],
             set_={c: start.excluded[c] for c in _START_COLUMNS if c not in ("id", "queued_at")},
-            where=jobs.c.status.notin_(("succeeded", "cancelled")),
+            where=_not_final(),
         ).execution_options(
             # An INSERT's rowcount is otherwise not kept (psycopg reports -1 once the cursor
             # is closed), and it is how `start` knows the upsert was refused.
@@ -157,7 +162,7 @@ class JobStore:
         # Any other outcome: never overwrites a recorded success or a cancellation.
         self._settle_stmt = (
             update(jobs)
-            .where(and_(jobs.c.id == bindparam("b_id"), jobs.c.status.notin_(_FINAL_FOR_SETTLE)))
+            .where(and_(jobs.c.id == bindparam("b_id"), _not_final()))
             .values(
                 status=bindparam("b_status"),
                 attempts=bindparam("b_attempts"),

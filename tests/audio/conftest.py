@@ -24,7 +24,7 @@ from tests.audio.synth import Conversation, build_conversation, round_robin_scri
 
 # Two cores shared with other work: more threads made torch and CTranslate2 far slower.
 TORCH_THREADS = 1
-WHISPER_THREADS = 2
+WHISPER_THREADS = 1
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

@@ -131,12 +131,12 @@ def test_batched_embeddings_match_resemblyzer_on_its_own_features(
 ) -> None:
     """The batched mel features on the device are resemblyzer's librosa ones."""
     import torch
-    from resemblyzer import audio as ra
 
     from processors.audio.decode import load_audio
     from processors.audio.embedding import ResemblyzerEmbedder
 
-    embedder = ResemblyzerEmbedder("cpu")
+    embedder = ResemblyzerEmbedder("cpu")  # imports resemblyzer, hushing its scipy warning
+    from resemblyzer import audio as ra
     audio = load_audio(two_speakers.path)
     windows = np.stack([audio[i * 16000 : i * 16000 + 24000] for i in range(1, 30, 4)])
     expected = []

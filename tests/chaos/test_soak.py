@@ -3,7 +3,7 @@ random. Afterwards every job is in the database exactly once as succeeded or fai
 failed list matches the failed rows, nothing is queued or in flight, and no job started
 again after its success was recorded.
 
-N comes from `STOKER_SOAK_JOBS` (default 2000); `STOKER_SOAK_SEED` fixes the killer's
+N comes from `STOKER_SOAK_JOBS` (default 1000); `STOKER_SOAK_SEED` fixes the killer's
 choices. The figures are printed (run with `-s`) and written to `soak.json` in the test's
 temporary folder, or to `STOKER_SOAK_REPORT` when set.
 """
@@ -31,7 +31,7 @@ from worker.store import jobs as jobs_table
 
 pytestmark = [pytest.mark.chaos, pytest.mark.soak, pytest.mark.slow]
 
-N = int(os.environ.get("STOKER_SOAK_JOBS", "2000"))
+N = int(os.environ.get("STOKER_SOAK_JOBS", "1000"))
 WORKERS = 3
 SETTINGS: dict[str, Any] = {
     "heartbeat_ttl": 2,
