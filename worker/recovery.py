@@ -9,6 +9,7 @@ goes to the failed list as a poison pill instead of looping forever.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -28,18 +29,33 @@ class Recovery:
         self.store = store
         self.settings = settings
         self.worker_id = worker_id
+        self._missing_since: dict[str, float] = {}
 
     def dead_workers(self) -> list[tuple[str, list[str]]]:
-        """(worker id, its queues) for registered workers whose heartbeat expired."""
+        """(worker id, its queues) for registered workers whose heartbeat expired.
+
+        A worker counts as dead only once this worker has seen its heartbeat missing for
+        half a TTL: after a Redis restart every heartbeat has expired at once, and the live
+        workers need one beat to show it.
+        """
         client, keys = self.broker.client, self.broker.keys
+        now = time.monotonic()
+        confirm = self.settings.heartbeat_ttl / 2
         dead = []
+        registered = set()
         for raw in client.smembers(keys.workers):
             wid = raw.decode() if isinstance(raw, bytes) else raw
+            registered.add(wid)
             if wid == self.worker_id or client.exists(keys.heartbeat(wid)):
+                self._missing_since.pop(wid, None)
+                continue
+            if now - self._missing_since.setdefault(wid, now) < confirm:
                 continue
             queues_raw = client.hget(keys.worker(wid), "queues")
             queues = queues_raw.decode().split(",") if queues_raw else list(self.settings.queues)
             dead.append((wid, [q for q in queues if q]))
+        for wid in set(self._missing_since) - registered:
+            del self._missing_since[wid]
         return dead
 
     def run(self, stats: Any = None) -> int:

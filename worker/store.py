@@ -65,6 +65,7 @@ def _not_final() -> Any:
     # Plain comparisons, not NOT IN: an IN list is re-expanded on every execution.
     return and_(*(jobs.c.status != status for status in _FINAL_FOR_SETTLE))
 
+
 #: Row kinds processors may emit, and the table each goes to.
 ROW_TABLES = {"frame_results": frame_results}
 

@@ -109,8 +109,13 @@ class Worker:
 
     # Lifecycle
     def install_signal_handlers(self) -> None:
+        from worker import signals
+
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        for signum in signals.pending:
+            self._on_signal(signum, None)
+        signals.pending.clear()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self.request_stop(force=self.stopping, reason=signal.Signals(signum).name)
@@ -158,7 +163,7 @@ class Worker:
             pid=os.getpid(),
             burst=self.burst,
         )
-        self.recovery.run(self.stats)
+        self.maintenance(every=0.001)
 
     def run(self) -> int:
         try:
@@ -241,7 +246,7 @@ class Worker:
     def maintenance(self, *, every: float = 0.0) -> None:
         """Periodic work between jobs and while one runs: recover dead workers' jobs."""
         now = time.monotonic()
-        interval = every or max(1.0, self.settings.heartbeat_ttl / 3)
+        interval = every or max(0.5, self.settings.heartbeat_ttl / 6)
         if now - self._last_maintenance < interval:
             return
         self._last_maintenance = now
@@ -554,7 +559,10 @@ class _Handler(JobHandler):
             return "kill"
         grace = w.settings.shutdown_grace
         if w.stopping and w._stop_since is not None and now - w._stop_since >= grace:
-            return "kill"
+            # Past the grace: ask the job to stop at its next safe point, and stop the
+            # executor outright if it has not within a few more seconds.
+            past = now - w._stop_since - grace
+            return "kill" if past >= min(5.0, max(grace, 0.5)) else "stop"
         return None
 
 

@@ -137,6 +137,7 @@ def test_batched_embeddings_match_resemblyzer_on_its_own_features(
 
     embedder = ResemblyzerEmbedder("cpu")  # imports resemblyzer, hushing its scipy warning
     from resemblyzer import audio as ra
+
     audio = load_audio(two_speakers.path)
     windows = np.stack([audio[i * 16000 : i * 16000 + 24000] for i in range(1, 30, 4)])
     expected = []
