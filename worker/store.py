@@ -175,6 +175,7 @@ class JobStore:
             )
         )
         self._attempt_stmt = insert(attempts)
+        self._status_stmt = select(jobs.c.status).where(jobs.c.id == bindparam("b_id"))
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic); never drops data."""
@@ -243,7 +244,23 @@ class JobStore:
         self, job: JobSpec, queue: str, worker_id: str, started_at: datetime
     ) -> StartDecision:
         """Mark the job running (attempt `job.attempts + 1`) unless it already succeeded."""
-        values = {
+        values = self._start_params(job, queue, worker_id, started_at)
+        try:
+            with self.conn.begin():
+                res = self.conn.execute(self._start_stmt, values)
+        except Exception:
+            self.reset()
+            raise
+        if res.rowcount:
+            return "run"
+        status = self.conn.execute(select(jobs.c.status).where(jobs.c.id == job.id)).scalar()
+        self.conn.commit()
+        return "cancelled" if status == "cancelled" else "succeeded"
+
+    def _start_params(
+        self, job: JobSpec, queue: str, worker_id: str, started_at: datetime
+    ) -> dict[str, Any]:
+        return {
             "id": job.id,
             "queue": queue,
             "processor": job.processor,
@@ -260,17 +277,40 @@ class JobStore:
             "stage": None,
             "updated_at": started_at,
         }
+
+    def status_of(self, job_id: str) -> str | None:
+        """The job's recorded status (None when it has no row)."""
         try:
-            with self.conn.begin():
-                res = self.conn.execute(self._start_stmt, values)
+            status = self.conn.execute(self._status_stmt, {"b_id": job_id}).scalar()
+            self.conn.commit()
         except Exception:
             self.reset()
             raise
-        if res.rowcount:
-            return "run"
-        status = self.conn.execute(select(jobs.c.status).where(jobs.c.id == job.id)).scalar()
-        self.conn.commit()
-        return "cancelled" if status == "cancelled" else "succeeded"
+        return status
+
+    def write_batch(self, ops: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
+        """Apply several `start` / `finish` writes in one transaction (a group commit).
+
+        Each op is `("start", args, kwargs)` or `("finish", args, kwargs)` with the
+        arguments of those methods; `start`'s refusal to re-run a success still holds.
+        """
+        # One executemany per statement: starts first (so a job's start precedes its own
+        # outcome), then the job updates, then the attempt rows.
+        starts = [self._start_params(*a, **kw) for kind, a, kw in ops if kind == "start"]
+        groups: dict[Any, list[dict[str, Any]]] = {}
+        for kind, args, kwargs in ops:
+            if kind != "start":
+                for stmt, params in self._finish_statements(*args, **kwargs):
+                    groups.setdefault(stmt, []).append(params)
+        try:
+            with self.conn.begin():
+                if starts:
+                    self.conn.execute(self._start_stmt, starts)
+                for stmt, plist in groups.items():
+                    self.conn.execute(stmt, plist)
+        except Exception:
+            self.reset()
+            raise
 
     def finish(
         self,
@@ -287,6 +327,34 @@ class JobStore:
 
         Only a success may overwrite a finished row; an interrupted attempt is not charged.
         """
+        statements = self._finish_statements(
+            job_id,
+            attempt=attempt,
+            worker_id=worker_id,
+            outcome=outcome,
+            status=status,
+            started_at=started_at,
+            run_at=run_at,
+        )
+        try:
+            with self.conn.begin():
+                for stmt, params in statements:
+                    self.conn.execute(stmt, params)
+        except Exception:
+            self.reset()
+            raise
+
+    def _finish_statements(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        worker_id: str,
+        outcome: Outcome,
+        status: str,
+        started_at: datetime,
+        run_at: datetime | None = None,
+    ) -> list[tuple[Any, dict[str, Any]]]:
         now = utcnow()
         message = _text(outcome.message)
         error_type = _text(outcome.error_type, 128)
@@ -317,13 +385,7 @@ class JobStore:
                 "b_error": message,
                 "b_error_type": error_type,
             }
-        try:
-            with self.conn.begin():
-                self.conn.execute(stmt, params)
-                self.conn.execute(self._attempt_stmt, attempt_row)
-        except Exception:
-            self.reset()
-            raise
+        return [(stmt, params), (self._attempt_stmt, attempt_row)]
 
     def failed_early(
         self,

@@ -44,11 +44,11 @@ from worker.recovery import Recovery
 from worker.retry_policy import RetryPolicy
 from worker.stats import Stats
 from worker.store import JobStore
+from worker.writer import OutcomeWriter
 
 log = structlog.get_logger("stoker.worker")
 
 T = TypeVar("T")
-AckInfo = tuple[str, bytes, str]
 
 
 def default_worker_id() -> str:
@@ -99,6 +99,7 @@ class Worker:
         self.heartbeat = Heartbeat(client, self.keys, self.worker_id, settings, self.queues)
         self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
         self._registered = False
+        self.writer: OutcomeWriter = _NoWriter()  # replaced in setup()
         self.stopping = False
         self.force = False
         self._stop_since: float | None = None
@@ -124,6 +125,7 @@ class Worker:
         """Stop fetching; `force` also stops the running job now."""
         if force:
             self.force = True
+            self.writer.abandon = True
         if not self.stopping:
             self.stopping = True
             self._stop_since = time.monotonic()
@@ -139,6 +141,7 @@ class Worker:
         self.settings.media_root.mkdir(parents=True, exist_ok=True)
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         self._retry_db(self.store.migrate, "migrate")
+        self.writer = OutcomeWriter(JobStore(self.store.url), self.broker)
         # Configured processor classes are the user's: a bad path fails here, loudly.
         load_configured(self.settings.processors)
         if self.client.exists(self.keys.heartbeat(self.worker_id)):
@@ -180,6 +183,7 @@ class Worker:
         return 0
 
     def close(self) -> None:
+        self.writer.close()
         self.heartbeat.stop()
         try:
             self.executor.close()
@@ -203,12 +207,10 @@ class Worker:
 
     # The loop
     def loop(self) -> None:
-        pending: AckInfo | None = None
         idle_sleep = 0.0
         while not self.stopping:
             self.maintenance()
-            res = self._retry_redis(lambda p=pending: self.broker.fetch(self.queues, ack=p))
-            pending = None
+            res = self._retry_redis(lambda: self.broker.fetch(self.queues))
             delivery = res.delivery
             if delivery is None:
                 if self.burst:
@@ -230,10 +232,7 @@ class Worker:
                 if delivery is None:
                     continue
             idle_sleep = 0.0
-            pending = self.handle(delivery)
-        if pending is not None:
-            inflight, raw, job_id = pending
-            self._retry_redis(lambda: self.broker.ack(Delivery(raw, "", inflight, None, 0), job_id))
+            self.handle(delivery)
 
     def _block_timeout(self, next_due: float | None) -> float:
         # A push wakes BLMOVE at once; the timeout only bounds how late a due retry or a
@@ -256,8 +255,8 @@ class Worker:
             self._log.warning("recovery skipped", error=str(exc))
 
     # One job
-    def handle(self, delivery: Delivery) -> AckInfo | None:
-        """Run one delivered job to a recorded outcome. Returns an ack to piggyback."""
+    def handle(self, delivery: Delivery) -> None:
+        """Run one delivered job to a recorded (or handed-over) outcome."""
         if delivery.duplicate_of:
             self._log.warning(
                 "duplicate job id is already running elsewhere; dropped",
@@ -298,14 +297,18 @@ class Worker:
             jlog.info("job deferred", run_at=job.run_at.isoformat())
             return None
 
-        started_at = utcnow()
-        decision = self._retry_db(
-            lambda: self.store.start(job, delivery.queue, self.worker_id, started_at), "start"
-        )
-        if decision != "run":
-            jlog.info("job already finished; acknowledged without running", status=decision)
+        if self.writer.success_pending(job.id):
+            self.writer.flush()
+        status = self._retry_db(lambda: self.store.status_of(job.id), "status")
+        if status in ("succeeded", "cancelled"):
+            jlog.info("job already finished; acknowledged without running", status=status)
+            self._retry_redis(lambda: self.broker.ack(delivery, job.id))
             self.stats.skipped += 1
-            return (delivery.inflight_key, delivery.raw, job.id)
+            return None
+        started_at = utcnow()
+        # The `running` mark is written by the group-committing writer (in order, before
+        # this job's outcome); a recorded success still cannot be overwritten by it.
+        self.writer.started(job, delivery.queue, self.worker_id, started_at)
 
         attempt = job.attempts + 1
         timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
@@ -334,7 +337,7 @@ class Worker:
         outcome: Outcome,
         started_at: datetime,
         jlog: Any,
-    ) -> AckInfo | None:
+    ) -> None:
         """Record the outcome durably, then move the job in Redis accordingly."""
 
         def finish(status: Any, run_at: datetime | None = None) -> None:
@@ -358,16 +361,28 @@ class Worker:
             self.stats.crashes += 1
 
         if outcome.succeeded:
-            finish("succeeded")
+            # Written and then acknowledged by the writer thread, in a group commit.
+            self.writer.succeeded(
+                delivery,
+                job.id,
+                attempt=attempt,
+                worker_id=self.worker_id,
+                outcome=outcome,
+                started_at=started_at,
+            )
             self.stats.succeeded += 1
             jlog.info("job succeeded", **fields)
-            return (delivery.inflight_key, delivery.raw, job.id)
+            return None
+
+        # Rare outcomes stay synchronous, after everything queued before them.
+        self.writer.flush()
 
         if outcome.kind == "interrupted":
             if self._cancel_current:
                 finish("cancelled")
                 jlog.info("job cancelled while running", **fields)
-                return (delivery.inflight_key, delivery.raw, job.id)
+                self._retry_redis(lambda: self.broker.ack(delivery, job.id))
+                return None
             finish("queued")
             payload = job.to_payload()
             self._retry_redis(lambda: self.broker.requeue_front(delivery, job.id, payload))
@@ -590,3 +605,13 @@ def _safe_url(url: str) -> str:
     from worker.logs import redact_url
 
     return redact_url(str(url))
+
+
+class _NoWriter(OutcomeWriter):
+    """Stands in until setup() creates the real writer."""
+
+    def __init__(self) -> None:
+        self.abandon = False
+
+    def close(self, timeout: float = 0.0) -> None:
+        return None
