@@ -214,9 +214,15 @@ def gather_info(a: App) -> dict[str, Any]:
     queues = {q: c.llen(k.queue(q)) for q in a.settings.queues}
     workers = live_workers(c, k)
     for w in workers:
-        w["in_flight"] = sum(
-            c.llen(k.inflight(w["id"], q)) for q in (w.get("queues") or "").split(",") if q
-        )
+        # The in-flight lists are the truth about what a worker runs right now.
+        held = [
+            raw
+            for q in (w.get("queues") or "").split(",")
+            if q
+            for raw in c.lrange(k.inflight(w["id"], q), 0, -1)
+        ]
+        w["in_flight"] = len(held)
+        w["current_job"] = ",".join(filter(None, (_payload_id(raw) for raw in held)))
     return {
         "queues": queues,
         "scheduled": c.zcard(k.scheduled),

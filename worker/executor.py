@@ -15,7 +15,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import queue
 import signal
 import threading
 import time
@@ -119,6 +118,7 @@ class ProcessExecutor(Executor):
         self.jobs_in_child = 0
         self.restarts = 0
         self._config_checked = False
+        self._stop = self._ctx.Event()
 
     @property
     def pid(self) -> int | None:
@@ -134,7 +134,7 @@ class ProcessExecutor(Executor):
         parent, child = self._ctx.Pipe(duplex=True)
         self._proc = self._ctx.Process(
             target=_child_main,
-            args=(child, self.settings, self.worker_id, not self._config_checked),
+            args=(child, self.settings, self.worker_id, not self._config_checked, self._stop),
             name=f"stoker-executor-{self.worker_id}",
             daemon=True,
         )
@@ -185,6 +185,7 @@ class ProcessExecutor(Executor):
         assert self._conn is not None and self._proc is not None
         started = time.monotonic()
         deadline = started + timeout if timeout else None
+        self._stop.clear()
         try:
             self._send({"type": "run", "task": task.to_dict()})
         except OSError:  # it died between jobs, after the liveness check
@@ -237,7 +238,7 @@ class ProcessExecutor(Executor):
                     duration=time.monotonic() - started,
                 )
             if abort == "stop" and not stop_sent:
-                self._send({"type": "stop"})
+                self._stop.set()
                 stop_sent = True
 
     def _crashed(self, duration: float) -> Outcome:
@@ -300,7 +301,32 @@ class ProcessExecutor(Executor):
         self._discard()
 
 
-def _child_main(conn: Connection, settings: Settings, worker_id: str, check: bool) -> None:
+def _exit_with_parent() -> None:
+    """Die with the supervisor, even in the middle of a long job (Linux: PDEATHSIG)."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(0)
+
+    def watch() -> None:
+        # A fallback where prctl is unavailable; cheap: it sleeps almost all the time.
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="stoker-parent-watch", daemon=True).start()
+
+
+def _child_main(
+    conn: Connection, settings: Settings, worker_id: str, check: bool, stop: Any
+) -> None:
     """The executor process: load processors once, then run tasks until told to exit."""
     # Signals are the supervisor's business: it decides when to stop a running job.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -327,31 +353,15 @@ def _child_main(conn: Connection, settings: Settings, worker_id: str, check: boo
     except BaseException as exc:
         send({"type": "startup_error", "error": f"{type(exc).__name__}: {exc}"})
         return
-    tasks: queue.Queue[dict[str, Any] | None] = queue.Queue()
-    replies: queue.Queue[Any] = queue.Queue()
-    stop = threading.Event()
-
-    def reader() -> None:
-        while True:
-            try:
-                msg = json.loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                # The supervisor is gone: nobody will record what we do, so stop now.
-                os._exit(0)
-            kind = msg.get("type")
-            if kind == "run":
-                stop.clear()
-                tasks.put(msg["task"])
-            elif kind == "stop":
-                stop.set()
-            elif kind == "job_result":
-                replies.put(msg.get("result"))
-            elif kind == "exit":
-                tasks.put(None)
-                return
-
-    threading.Thread(target=reader, name="stoker-executor-reader", daemon=True).start()
+    _exit_with_parent()
     throttle = _Throttle(0.1)
+
+    def receive() -> dict[str, Any]:
+        try:
+            return json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            # The supervisor is gone: nobody will record what we do, so stop now.
+            os._exit(0)
 
     def progress(job_id: str, fraction: float, stage: str | None) -> None:
         if throttle.ready(stage, fraction):
@@ -361,14 +371,21 @@ def _child_main(conn: Connection, settings: Settings, worker_id: str, check: boo
         send({"type": "rows", "job_id": job_id, "kind": kind, "rows": rows})
 
     def job_result(other_id: str) -> Any:
-        send({"type": "job_result", "id": other_id})
-        return replies.get(timeout=60)
+        # The job runs on this (the only reading) thread, so the reply is read right here.
+        with send_lock:
+            send_unlocked({"type": "job_result", "id": other_id})
+            return receive().get("result")
+
+    def send_unlocked(msg: dict[str, Any]) -> None:
+        conn.send_bytes(json.dumps(msg, separators=(",", ":"), default=str).encode())
 
     hooks = Hooks(progress=progress, emit=emit, job_result=job_result, stop_requested=stop.is_set)
     send({"type": "ready", "device": runner.device, "pid": os.getpid()})
-    while (raw := tasks.get()) is not None:
+    # One thread reads the pipe: tasks arrive here between jobs; the stop flag is a shared
+    # Event, so no reader thread (and no thread hand-off per job) is needed.
+    while (msg := receive()).get("type") == "run":
         throttle.reset()
-        outcome = runner.run(Task(**raw), hooks)
+        outcome = runner.run(Task(**msg["task"]), hooks)
         send({"type": "done", "outcome": outcome.to_dict()})
     for proc in runner.processors.values():
         proc.close()

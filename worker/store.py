@@ -439,14 +439,35 @@ class JobStore:
         now = utcnow()
         row = self.conn.execute(select(jobs.c.attempts).where(jobs.c.id == job_id)).first()
         self.conn.commit()
-        if row is None:
-            return
         status = "failed" if poisoned else "queued"
         message = (
             "poison pill: took down its worker on every delivery"
             if poisoned
             else f"worker {worker_id} died while running this job; requeued"
         )
+        if row is None:
+            # Its worker died before the `running` mark was committed: record it now.
+            stmt = self._insert(jobs).values(
+                id=job_id,
+                status=status,
+                attempts=0,
+                error=message,
+                error_type="PoisonPill" if poisoned else "WorkerLost",
+                worker_id=worker_id,
+                finished_at=now if poisoned else None,
+                updated_at=now,
+            )
+            lost_attempt = insert(attempts).values(
+                job_id=job_id,
+                number=1,
+                worker_id=worker_id,
+                outcome="lost",
+                error_type="WorkerLost",
+                error=message,
+                finished_at=now,
+            )
+            self._run(stmt.on_conflict_do_nothing(index_elements=["id"]), lost_attempt)
+            return
         values: dict[str, Any] = {
             "status": status,
             "updated_at": now,

@@ -156,13 +156,16 @@ class OutcomeWriter:
                 if self.abandon:
                     log.error("outcomes abandoned on forced stop", op=what, error=str(exc)[:200])
                     return False
+                is_db = isinstance(exc, OperationalError | DBAPIError)
                 log.warning(
-                    "database or redis unavailable; outcomes kept until it returns",
+                    "database unavailable; outcome kept until it returns"
+                    if is_db
+                    else "redis unavailable; retrying",
                     op=what,
                     error=str(exc)[:200],
                     retry_in_s=delay,
                 )
-                if isinstance(exc, OperationalError | DBAPIError):
+                if is_db:
                     self.store.reset()
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -315,9 +315,12 @@ def test_lost_leaves_a_succeeded_job_alone(store: JobStore) -> None:
     assert [a["outcome"] for a in store.attempts("j1")] == ["succeeded"]
 
 
-def test_lost_ignores_an_unknown_job(store: JobStore) -> None:
-    store.lost("nope", worker_id="dead", poisoned=True)
-    assert store.get("nope") is None
+def test_lost_records_a_job_whose_running_mark_was_never_written(store: JobStore) -> None:
+    # A worker can die between taking a job and committing its `running` mark.
+    store.lost("early", worker_id="dead", poisoned=True)
+    row = store.get("early")
+    assert row is not None and row["status"] == "failed" and row["error_type"] == "PoisonPill"
+    assert [a["outcome"] for a in store.attempts("early")] == ["lost"]
 
 
 # Progress and rows
