@@ -107,8 +107,11 @@ def latency(redis_url: str, queues: str, samples: int) -> tuple[float, float]:
                 pushed = time.time()
                 client.lpush(f"stoker:queue:{target}",
                              json.dumps({"id": f"l{i}", "processor": "echo"}))
+                # The latency is read from the job's own started_at; polling slowly keeps
+                # this script from competing with the worker for the two cores.
+                time.sleep(0.01)
                 while not ((row := store.get(f"l{i}")) and row["status"] == "succeeded"):
-                    time.sleep(0.002)
+                    time.sleep(0.01)
                 lat.append((parse_time(row["started_at"]) - pushed) * 1000)
         finally:
             proc.terminate()
