@@ -87,7 +87,7 @@ class VideoSettings(BaseSettings):
         default_factory=lambda: {"default": ["scene_cuts", "motion", "quality"]}
     )
     """Named pipelines, as JSON: {"name": ["stage", ...]}."""
-    analysis_width: int = Field(default=256, ge=0)
+    analysis_width: int = Field(default=192, ge=0)
     """Frames are scaled to this width (aspect kept) before the stages; 0 = native size."""
     scene_threshold: float = Field(default=27.0, gt=0)
     """`scene_cuts`: HSV content score (0-255 scale) at or above which a frame starts a scene."""

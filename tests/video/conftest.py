@@ -37,7 +37,7 @@ VIDEO_DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "decode_threads": 0,
     "pipelines": {"default": ["scene_cuts", "motion", "quality"]},
-    "analysis_width": 256,
+    "analysis_width": 192,
     "scene_threshold": 27.0,
     "min_scene_len": 15,
     "embedding_model": None,

@@ -30,7 +30,7 @@ def test_result_summarises_frames_fps_scenes_and_stage_timings(default_run: JobR
         "duration": pytest.approx(FRAMES / FPS, abs=0.05),
         "codec": "h264",
     }
-    assert result["analysis_size"] == [256, 144]
+    assert result["analysis_size"] == [192, 108]
     assert len(result["scenes"]) == len(CUTS) + 1
 
 
