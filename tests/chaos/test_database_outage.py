@@ -3,16 +3,13 @@ written when the database returns, and the job stays in flight in Redis until th
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.chaos.conftest import Deployment
-from tests.db.conftest import PostgresServer, _cluster_owner, find_pg_bin
+from tests.db.conftest import PostgresServer, launch_postgres
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
@@ -27,22 +24,7 @@ _OPTIONS = (
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL cluster of this test's own, which it may stop and start."""
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries not found")
-    pytest.importorskip("psycopg")
-    owner = _cluster_owner()
-    root = Path(tempfile.mkdtemp(prefix="stoker-chaos-pg-"))
-    if owner:
-        shutil.chown(root, owner, owner)
-    server = PostgresServer(bin_dir, root, owner)
-    try:
-        server.start()
-    except Exception:
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-    yield server
-    server.stop()
+    yield from launch_postgres("stoker-chaos-pg-")
 
 
 def _pg_stop(server: PostgresServer) -> None:

@@ -137,9 +137,8 @@ def _cluster_owner() -> str | None:
     return "postgres"
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A real PostgreSQL server for the whole session (skips if PostgreSQL is not installed)."""
+def launch_postgres(prefix: str = "stoker-pg-") -> Iterator[PostgresServer]:
+    """Start a throwaway PostgreSQL server, yield it, stop it (skips if not installed)."""
     bin_dir = find_pg_bin()
     if bin_dir is None:
         pytest.skip(
@@ -152,7 +151,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         pytest.skip("psycopg is not installed (pip install 'psycopg[binary]')")
     owner = _cluster_owner()
     # Not under pytest's tmp_path: that is private to the current user.
-    root = Path(tempfile.mkdtemp(prefix="stoker-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     if owner:
         shutil.chown(root, owner, owner)
     server = PostgresServer(bin_dir, root, owner)
@@ -163,6 +162,12 @@ def postgres_server() -> Iterator[PostgresServer]:
         raise
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (skips if PostgreSQL is not installed)."""
+    yield from launch_postgres()
 
 
 @pytest.fixture(scope="session")
