@@ -59,26 +59,12 @@ class Broker:
             self.client.lpush(self.keys.queue(queue), payload)
 
     # Worker side
-    def fetch(
-        self,
-        queues: list[str],
-        *,
-        ack: tuple[str, bytes, str] | None = None,
-        promote_limit: int = 100,
-    ) -> FetchResult:
-        """Promote due scheduled jobs, then take the oldest job of the first non-empty queue.
-
-        `ack` (inflight key, payload, job id) acknowledges the previous job in the same
-        round trip.
-        """
+    def fetch(self, queues: list[str], *, promote_limit: int = 100) -> FetchResult:
+        """Promote due scheduled jobs, then take the oldest job of the first non-empty queue."""
         keys = [self.keys.running, self.keys.deliveries, self.keys.scheduled]
-        keys.append(ack[0] if ack else self.keys.inflight(self.worker_id, queues[0]))
         for q in queues:
             keys += [self.keys.queue(q), self.keys.inflight(self.worker_id, q)]
-        ack_payload, ack_id = (ack[1], ack[2]) if ack else ("", "")
-        res = self._call(
-            keys, "fetch", time.time(), self.worker_id, promote_limit, ack_payload, ack_id
-        )
+        res = self._call(keys, "fetch", time.time(), self.worker_id, promote_limit)
         if not res[0]:
             due = res[4] if len(res) > 4 and res[4] not in (b"", "") else None
             return FetchResult(None, float(due) if due is not None else None)
@@ -120,9 +106,25 @@ class Broker:
         delivery.deliveries = int(count or 0)
         return delivery
 
-    def ack(self, delivery: Delivery, job_id: str | None) -> None:
+    def _ack_call(self, delivery: Delivery, job_id: str | None) -> tuple[list[str], list[Any]]:
         keys = [delivery.inflight_key, self.keys.running, self.keys.deliveries]
-        self._call(keys, "ack", delivery.raw, job_id or "")
+        return keys, ["ack", delivery.raw, job_id or ""]
+
+    def ack(self, delivery: Delivery, job_id: str | None) -> None:
+        """Take a job whose outcome is recorded out of flight."""
+        keys, args = self._ack_call(delivery, job_id)
+        self._script(keys=keys, args=args)
+
+    def ack_many(self, acks: list[tuple[Delivery, str | None]]) -> None:
+        """Acknowledge several jobs in one round trip (each ack stays its own atomic call)."""
+        if len(acks) == 1:
+            self.ack(*acks[0])
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for delivery, job_id in acks:
+            keys, args = self._ack_call(delivery, job_id)
+            self._script(keys=keys, args=args, client=pipe)
+        pipe.execute()
 
     def drop_duplicate(self, delivery: Delivery) -> None:
         self._call([delivery.inflight_key], "drop", delivery.raw)

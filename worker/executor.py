@@ -18,7 +18,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
@@ -414,7 +413,3 @@ def make_executor(settings: Settings, worker_id: str) -> Executor:
     if settings.isolation == "inline":
         return InlineExecutor(settings)
     return ProcessExecutor(settings, worker_id)
-
-
-__all__ = ["Executor", "InlineExecutor", "JobHandler", "ProcessExecutor", "make_executor"]
-_ = Callable

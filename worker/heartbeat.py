@@ -36,7 +36,6 @@ class Heartbeat:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started_at": utcnow().isoformat(),
-            "current_job": "",
             "device": "",
         }
         self._stop = threading.Event()

@@ -46,20 +46,16 @@ local function forget(running, deliveries, id)
 end
 
 if cmd == 'fetch' then
-  -- KEYS: running, deliveries, scheduled, ack_inflight, then (queue, inflight) pairs
-  -- ARGV: now, worker, promote_limit, ack_payload, ack_id
+  -- KEYS: running, deliveries, scheduled, then (queue, inflight) pairs
+  -- ARGV: now, worker, promote_limit
   local running, deliveries, scheduled = KEYS[1], KEYS[2], KEYS[3]
-  if ARGV[5] ~= '' then
-    redis.call('LREM', KEYS[4], 1, ARGV[5])
-    forget(running, deliveries, ARGV[6])
-  end
   promote(scheduled, ARGV[2], tonumber(ARGV[4]))
-  for i = 5, #KEYS, 2 do
+  for i = 4, #KEYS, 2 do
     local payload = redis.call('RPOP', KEYS[i])
     if payload then
       redis.call('LPUSH', KEYS[i + 1], payload)
       local c = claim(running, deliveries, payload, ARGV[3])
-      return {payload, (i - 3) / 2, c[1], c[2]}
+      return {payload, (i - 2) / 2, c[1], c[2]}
     end
   end
   local nxt = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')

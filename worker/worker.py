@@ -3,13 +3,14 @@
 One loop, one job at a time:
 
 1. `fetch`: atomically move the oldest job of the first non-empty queue (strict priority)
-   into this worker's in-flight list, promoting due retries first; acknowledge the previous
-   job in the same round trip. When every queue is empty, block briefly on the first.
+   into this worker's in-flight list, promoting due retries first. With one queue an idle
+   worker blocks on it (BLMOVE); with several it polls them.
 2. Validate the payload; reject bad ones to the failed list with a readable reason.
-3. Record `running` in the database (skip jobs whose success is already recorded).
+3. Skip jobs whose success is already recorded; hand the `running` mark to the writer.
 4. Run it on the executor (its own process by default) with its timeout.
-5. Record the outcome in the database, then move the job in Redis: acknowledged,
-   scheduled for a retry, failed, or put back at the front of its queue on shutdown.
+5. Record the outcome, then move the job in Redis. Successes go to the writer thread,
+   which group-commits them and only then acknowledges them; retries, failures and
+   shutdown requeues are written synchronously, after the writer has caught up.
    Nothing leaves the in-flight list before its outcome is durable.
 """
 
@@ -33,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from config import Settings
 from processors.base import ConfigError
 from processors.registry import known_names, load_configured
+from worker.backoff import db_unavailable, redis_unavailable, retry_while_unavailable
 from worker.broker import Broker, Delivery
 from worker.execution import Task
 from worker.executor import Abort, Executor, JobHandler, make_executor
@@ -99,7 +101,7 @@ class Worker:
         self.heartbeat = Heartbeat(client, self.keys, self.worker_id, settings, self.queues)
         self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
         self._registered = False
-        self.writer: OutcomeWriter = _NoWriter()  # replaced in setup()
+        self.writer = OutcomeWriter(JobStore(self.store.url), self.broker)
         self.stopping = False
         self.force = False
         self._stop_since: float | None = None
@@ -141,7 +143,6 @@ class Worker:
         self.settings.media_root.mkdir(parents=True, exist_ok=True)
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         self._retry_db(self.store.migrate, "migrate")
-        self.writer = OutcomeWriter(JobStore(self.store.url), self.broker)
         # Configured processor classes are the user's: a bad path fails here, loudly.
         load_configured(self.settings.processors)
         if self.client.exists(self.keys.heartbeat(self.worker_id)):
@@ -314,7 +315,6 @@ class Worker:
         timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
         jlog.info("job started", attempt=attempt, deliveries=delivery.deliveries)
         self.current, self._cancel_current = job, False
-        self.heartbeat.fields["current_job"] = job.id
         handler = _Handler(self, job.id)
         try:
             outcome = self.executor.execute(
@@ -324,7 +324,6 @@ class Worker:
             )
         finally:
             self.current = None
-            self.heartbeat.fields["current_job"] = ""
         handler.flush()
         self.stats.processed += 1
         return self.settle(delivery, job, attempt, outcome, started_at, jlog)
@@ -477,41 +476,29 @@ class Worker:
     # Fault tolerance
     def _retry_redis(self, fn: Callable[[], T]) -> T:
         """Call `fn`, reconnecting with backoff while Redis is unreachable."""
-        delay = 0.1
-        while True:
-            try:
-                return fn()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if self.force:
-                    raise
-                self._log.warning("redis unavailable; retrying", error=str(exc), retry_in_s=delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except redis.ResponseError as exc:
-                if "LOADING" not in str(exc):
-                    raise
-                time.sleep(delay)
+
+        def on_retry(exc: BaseException, delay: float) -> None:
+            self._log.warning("redis unavailable; retrying", error=str(exc), retry_in_s=delay)
+
+        return retry_while_unavailable(
+            fn, unavailable=redis_unavailable, give_up=lambda: self.force, on_retry=on_retry
+        )
 
     def _retry_db(self, fn: Callable[[], T], what: str) -> T:
         """Call `fn`, retrying with backoff while the database is unreachable."""
-        delay = 0.1
-        while True:
-            try:
-                return fn()
-            except (OperationalError, DBAPIError) as exc:
-                if not _is_connection_error(exc):
-                    raise
-                if self.force:
-                    raise
-                self._log.warning(
-                    "database unavailable; outcome kept until it returns",
-                    op=what,
-                    error=str(exc.orig or exc)[:200],
-                    retry_in_s=delay,
-                )
-                self.store.reset()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        def on_retry(exc: BaseException, delay: float) -> None:
+            self._log.warning(
+                "database unavailable; outcome kept until it returns",
+                op=what,
+                error=str(getattr(exc, "orig", None) or exc)[:200],
+                retry_in_s=delay,
+            )
+            self.store.reset()
+
+        return retry_while_unavailable(
+            fn, unavailable=db_unavailable, give_up=lambda: self.force, on_retry=on_retry
+        )
 
 
 class _Handler(JobHandler):
@@ -581,37 +568,7 @@ class _Handler(JobHandler):
         return None
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:
-        return True
-    text = str(exc.orig or exc).lower()
-    return any(
-        s in text
-        for s in (
-            "could not connect",
-            "connection",
-            "server closed",
-            "database is locked",
-            "unable to open",
-            "terminating",
-            "timeout",
-            "no route",
-            "refused",
-        )
-    )
-
-
 def _safe_url(url: str) -> str:
     from worker.logs import redact_url
 
     return redact_url(str(url))
-
-
-class _NoWriter(OutcomeWriter):
-    """Stands in until setup() creates the real writer."""
-
-    def __init__(self) -> None:
-        self.abandon = False
-
-    def close(self, timeout: float = 0.0) -> None:
-        return None

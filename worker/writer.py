@@ -14,26 +14,18 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import redis
 import structlog
-from sqlalchemy.exc import DBAPIError, OperationalError
 
+from worker.backoff import db_unavailable, redis_unavailable, retry_while_unavailable
 from worker.broker import Broker, Delivery
 from worker.outcome import Outcome
 from worker.protocol import Job
 from worker.store import JobStore
 
 log = structlog.get_logger("stoker.writer")
-
-
-@dataclass
-class _Ack:
-    delivery: Delivery
-    job_id: str
 
 
 class OutcomeWriter:
@@ -43,19 +35,19 @@ class OutcomeWriter:
         self, store: JobStore, broker: Broker, *, max_pending: int = 256, gather_s: float = 0.005
     ) -> None:
         self.store = store
-        self.gather_s = gather_s
         self.broker = broker
+        self.gather_s = gather_s
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
         self._pending_success: set[str] = set()
-        self._closing = False
+        self._error: BaseException | None = None
         self.abandon = False
         """Set on a forced stop: give up on an unreachable database or Redis."""
         self._thread = threading.Thread(target=self._run, name="stoker-writer", daemon=True)
         self._thread.start()
 
     def started(self, job: Job, queue_name: str, worker_id: str, started_at: datetime) -> None:
-        self._queue.put(("start", (job, queue_name, worker_id, started_at), {}, None))
+        self._put(("start", (job, queue_name, worker_id, started_at), {}, None))
 
     def succeeded(
         self,
@@ -76,7 +68,7 @@ class OutcomeWriter:
             "status": "succeeded",
             "started_at": started_at,
         }
-        self._queue.put(("finish", (job_id,), kwargs, _Ack(delivery, job_id)))
+        self._put(("finish", (job_id,), kwargs, (delivery, job_id)))
 
     def success_pending(self, job_id: str) -> bool:
         """Whether a success of `job_id` is queued but not yet committed."""
@@ -86,14 +78,25 @@ class OutcomeWriter:
     def flush(self) -> None:
         """Wait until everything handed over is committed and acknowledged."""
         self._queue.join()
+        self._raise_failure()
 
     def close(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self._closing = True
-        self._queue.put(None)
-        self._thread.join(max(0.1, deadline - time.monotonic()))
+        """Write what is queued (the sentinel comes after it), then stop the thread."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+    def _put(self, item: Any) -> None:
+        self._raise_failure()
+        self._queue.put(item)
+
+    def _raise_failure(self) -> None:
+        # A write that failed for good stops the worker, as a synchronous write would;
+        # its jobs stay in flight and are recovered.
+        if self._error is not None:
+            raise RuntimeError("the outcome writer failed") from self._error
 
     def _run(self) -> None:
         while True:
@@ -116,7 +119,14 @@ class OutcomeWriter:
                     break
                 batch.append(item)
             try:
-                self._commit(batch)
+                if self._error is None:
+                    self._commit(batch)
+            except Exception as exc:
+                if self.abandon:
+                    log.error("outcomes abandoned on forced stop", error=str(exc)[:200])
+                else:
+                    log.error("outcome writer failed", error=str(exc)[:200])
+                    self._error = exc
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -124,48 +134,27 @@ class OutcomeWriter:
     def _commit(self, batch: list[Any]) -> None:
         ops = [(kind, args, kwargs) for kind, args, kwargs, _ in batch]
         acks = [ack for *_, ack in batch if ack is not None]
-        if not self._retry(lambda: self.store.write_batch(ops), "write"):
-            return
+        self._retry(lambda: self.store.write_batch(ops), "write", database=True)
         with self._lock:
-            for ack in acks:
-                self._pending_success.discard(ack.job_id)
+            for _, job_id in acks:
+                self._pending_success.discard(job_id)
         if acks:
-            self._retry(lambda: self._ack(acks), "ack")
+            self._retry(lambda: self.broker.ack_many(acks), "ack", database=False)
 
-    def _ack(self, acks: list[_Ack]) -> None:
-        if len(acks) == 1:
-            self.broker.ack(acks[0].delivery, acks[0].job_id)
-            return
-        pipe = self.broker.client.pipeline(transaction=False)
-        for ack in acks:
-            keys = [
-                ack.delivery.inflight_key,
-                self.broker.keys.running,
-                self.broker.keys.deliveries,
-            ]
-            self.broker._script(keys=keys, args=["ack", ack.delivery.raw, ack.job_id], client=pipe)
-        pipe.execute()
+    def _retry(self, fn: Any, what: str, *, database: bool) -> None:
+        def on_retry(exc: BaseException, delay: float) -> None:
+            message = (
+                "database unavailable; outcome kept until it returns"
+                if database
+                else "redis unavailable; retrying"
+            )
+            log.warning(message, op=what, error=str(exc)[:200], retry_in_s=delay)
+            if database:
+                self.store.reset()
 
-    def _retry(self, fn: Any, what: str) -> bool:
-        delay = 0.1
-        while True:
-            try:
-                fn()
-                return True
-            except (OperationalError, DBAPIError, redis.ConnectionError, redis.TimeoutError) as exc:
-                if self.abandon:
-                    log.error("outcomes abandoned on forced stop", op=what, error=str(exc)[:200])
-                    return False
-                is_db = isinstance(exc, OperationalError | DBAPIError)
-                log.warning(
-                    "database unavailable; outcome kept until it returns"
-                    if is_db
-                    else "redis unavailable; retrying",
-                    op=what,
-                    error=str(exc)[:200],
-                    retry_in_s=delay,
-                )
-                if is_db:
-                    self.store.reset()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        retry_while_unavailable(
+            fn,
+            unavailable=db_unavailable if database else redis_unavailable,
+            give_up=lambda: self.abandon,
+            on_retry=on_retry,
+        )
