@@ -214,6 +214,13 @@ class Settings(BaseSettings):
     poll_interval: float = 0.02
     """With several queues, the longest idle sleep between polls (seconds). With one queue
     the worker blocks on it (BLMOVE) and a push wakes it at once."""
+    prefetch: bool = True
+    """Take the next job while one runs (process isolation only), overlapping the fetch
+    with the work."""
+    prefetch_hold: float = Field(default=0.05, ge=0)
+    """Seconds a prefetched job may wait behind a running one; then it goes back to the
+    front of its queue, its delivery uncounted (so a higher-priority job that arrives
+    meanwhile still goes first, and an idle worker can take it)."""
     max_payload_bytes: int = 1_048_576
     """Larger payloads go to the failed list unread."""
     progress_interval: float = 0.5

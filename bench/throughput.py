@@ -4,10 +4,13 @@
 
 Prints:
 - jobs/s draining N `echo` jobs with one worker process and with two (process isolation,
-  measured from the first job's start to the last job's finish in the database);
-- the same for one worker with `WORKER_ISOLATION=inline`, and the supervisor/executor hop
-  cost (the per-job difference), plus a direct micro-measure of that hop;
+  measured from the first job's start to the last job's finish in the database), each
+  drain repeated (`--repeat`, median and range: this 2-core VM's speed wanders by ~10%);
+- the same for one worker with prefetch off, and with `WORKER_ISOLATION=inline`, plus a
+  direct micro-measure of the supervisor/executor hop;
 - enqueue-to-start latency p50/p99 with an idle worker, one queue and three queues.
+
+Workers log at WARNING (at INFO each job writes two log lines to stderr).
 """
 
 from __future__ import annotations
@@ -61,8 +64,10 @@ def drain(redis_url: str, workers: int, jobs: int, **extra: str) -> float:
         JobStore(db_url).migrate()
         pipe = client.pipeline(transaction=False)
         for i in range(jobs):
-            pipe.lpush("stoker:queue:default", json.dumps(
-                {"id": f"b{i}", "processor": "echo", "params": {"text": "x"}}))
+            pipe.lpush(
+                "stoker:queue:default",
+                json.dumps({"id": f"b{i}", "processor": "echo", "params": {"text": "x"}}),
+            )
         pipe.execute()
         env = env_for(redis_url, db_url, data_dir, **extra)
         procs = [
@@ -105,8 +110,9 @@ def latency(redis_url: str, queues: str, samples: int) -> tuple[float, float]:
             for i in range(samples):
                 time.sleep(0.02 + (i % 7) * 0.003)  # idle, at varied phases of its wait
                 pushed = time.time()
-                client.lpush(f"stoker:queue:{target}",
-                             json.dumps({"id": f"l{i}", "processor": "echo"}))
+                client.lpush(
+                    f"stoker:queue:{target}", json.dumps({"id": f"l{i}", "processor": "echo"})
+                )
                 # The latency is read from the job's own started_at; polling slowly keeps
                 # this script from competing with the worker for the two cores.
                 time.sleep(0.01)
@@ -146,30 +152,44 @@ def hop_cost(n: int) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def drains(redis_url: str, workers: int, jobs: int, repeat: int, **extra: str) -> str:
+    """`repeat` drains: "median jobs/s (min-max)"."""
+    rates = sorted(drain(redis_url, workers, jobs, **extra) for _ in range(repeat))
+    return f"{statistics.median(rates):7.0f} jobs/s ({rates[0]:.0f}-{rates[-1]:.0f}, {repeat} runs)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=5000)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--latency-jobs", type=int, default=300)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisProcess(Path(tmp), appendonly=True).start()
         try:
-            print(f"redis: {server.url} (AOF everysec); {os.cpu_count()} cores; "
-                  f"load {os.getloadavg()[0]:.2f}")
+            print(
+                f"redis: {server.url} (AOF everysec); {os.cpu_count()} cores; "
+                f"load {os.getloadavg()[0]:.2f}"
+            )
             inline_ms, process_ms = hop_cost(5000)
-            print(f"executor hop: inline {inline_ms:.3f} ms/job, process {process_ms:.3f} ms/job,"
-                  f" hop cost {process_ms - inline_ms:.3f} ms/job")
-            one = drain(server.url, 1, args.jobs)
-            print(f"1 worker  (process isolation): {one:7.0f} jobs/s  ({args.jobs} jobs)")
-            inline = drain(server.url, 1, args.jobs, WORKER_ISOLATION="inline")
-            print(f"1 worker  (inline):            {inline:7.0f} jobs/s  "
-                  f"-> hop cost {1000 / one - 1000 / inline:.3f} ms/job")
-            two = drain(server.url, 2, args.jobs)
-            print(f"2 workers (process isolation): {two:7.0f} jobs/s  ({args.jobs} jobs)")
+            print(
+                f"executor hop: inline {inline_ms:.3f} ms/job, process {process_ms:.3f} ms/job,"
+                f" hop cost {process_ms - inline_ms:.3f} ms/job"
+            )
+            n, r = args.jobs, args.repeat
+            print(f"draining {n} echo jobs:")
+            print(f"1 worker  (process isolation): {drains(server.url, 1, n, r)}")
+            off = drains(server.url, 1, n, r, WORKER_PREFETCH="false")
+            print(f"1 worker  (prefetch off):      {off}")
+            inline = drains(server.url, 1, n, r, WORKER_ISOLATION="inline")
+            print(f"1 worker  (inline):            {inline}")
+            print(f"2 workers (process isolation): {drains(server.url, 2, n, r)}")
             for queues in ("default", "high,default,low"):
                 p50, p99 = latency(server.url, queues, args.latency_jobs)
-                print(f"enqueue-to-start latency, idle worker, queues={queues}: "
-                      f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({args.latency_jobs} jobs)")
+                print(
+                    f"enqueue-to-start latency, idle worker, queues={queues}: "
+                    f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({args.latency_jobs} jobs)"
+                )
         finally:
             server.stop()
 

@@ -19,6 +19,11 @@ from worker.keys import Keys
 
 _SCRIPT = resources.files("worker").joinpath("stoker.lua").read_text()
 
+try:  # redis-py's own packer wraps this one in a per-argument Python loop
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - hiredis comes with redis[hiredis]
+    _pack = None
+
 
 @dataclass
 class Delivery:
@@ -30,6 +35,8 @@ class Delivery:
     duplicate_of: str | None
     """Set when another worker is already running a job with the same id."""
     deliveries: int
+    counted: bool = True
+    """False for a prefetched job: its delivery is counted when it starts."""
 
 
 @dataclass
@@ -40,16 +47,66 @@ class FetchResult:
 
 
 class Broker:
-    """Queue operations for one worker (or a CLI) over one Redis connection."""
+    """Queue operations for one worker (or a CLI). Not thread-safe: one per thread."""
 
     def __init__(self, client: redis.Redis, keys: Keys, worker_id: str = "cli") -> None:
         self.client = client
         self.keys = keys
         self.worker_id = worker_id
         self._script = client.register_script(_SCRIPT)
+        self._conn: Any = None
+        self._pending: tuple[list[str], tuple[Any, ...]] | None = None
+        self._prefetched: FetchResult | None = None
+        self._fetch_keys: dict[tuple[str, ...], list[str]] = {}
 
     def _call(self, keys: list[str], *args: Any) -> Any:
-        return self._script(keys=keys, args=list(args))
+        """Run the script (`stoker.lua`) with `keys` and `args`."""
+        return self._command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+
+    def _command(self, *command: Any) -> Any:
+        """Run one command on this broker's own connection.
+
+        The per-job calls skip the client's generic path (pool checkout, retry wrapper,
+        callbacks): it costs as much CPU as Redis's own work. And nothing is retried
+        silently: a lost connection is dropped and the error raised, so the worker knows
+        a reply may have been lost (see `Worker.reclaim_orphans`).
+        """
+        self._collect()
+        self._send(command)
+        return self._read(command)
+
+    def _send(self, command: tuple[Any, ...]) -> None:
+        if self._conn is None:
+            self._conn = self.client.connection_pool.make_connection()
+        try:
+            if _pack is not None:
+                self._conn.send_packed_command([_pack(command)])
+            else:
+                self._conn.send_command(*command)
+        except BaseException:
+            self._conn.disconnect()
+            raise
+
+    def _read(self, command: tuple[Any, ...]) -> Any:
+        conn = self._conn
+        try:
+            try:
+                return conn.read_response()
+            except redis.exceptions.NoScriptError:  # a restarted or flushed Redis
+                self._script.sha = self.client.script_load(_SCRIPT)
+                conn.send_command(command[0], self._script.sha, *command[2:])
+                return conn.read_response()
+        except redis.ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+
+    def close(self) -> None:
+        self._pending = None
+        if self._conn is not None:
+            self._conn.disconnect()
+            self._conn = None
 
     # Producer side
     def enqueue(self, queue: str, payload: str, *, run_at: float | None = None) -> None:
@@ -59,17 +116,67 @@ class Broker:
             self.client.lpush(self.keys.queue(queue), payload)
 
     # Worker side
-    def fetch(self, queues: list[str], *, promote_limit: int = 100) -> FetchResult:
-        """Promote due scheduled jobs, then take the oldest job of the first non-empty queue."""
-        keys = [self.keys.running, self.keys.deliveries, self.keys.scheduled]
-        for q in queues:
-            keys += [self.keys.queue(q), self.keys.inflight(self.worker_id, q)]
-        res = self._call(keys, "fetch", time.time(), self.worker_id, promote_limit)
+    def fetch(
+        self,
+        queues: list[str],
+        *,
+        promote_limit: int = 100,
+        prefetch: bool = False,
+        started: str | None = None,
+    ) -> FetchResult:
+        """Promote due scheduled jobs, then take the oldest job of the first non-empty queue.
+
+        `prefetch`: the job is taken ahead of time, its delivery not counted until it
+        starts; `started` names a prefetched job that has started, counted now.
+        """
+        keys, args = self._fetch_call(queues, promote_limit, prefetch, started)
+        return self._fetch_result(queues, self._call(keys, *args), prefetch)
+
+    def prefetch(self, queues: list[str], *, started: str | None = None) -> None:
+        """Send a prefetching `fetch` without waiting for Redis's reply: the caller goes
+        on with its work and picks the job up with `prefetched()`."""
+        self._collect()
+        keys, args = self._fetch_call(queues, 100, True, started)
+        command = ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        self._send(command)
+        self._pending = (queues, command)
+
+    def prefetched(self) -> FetchResult | None:
+        """The result of the last `prefetch`; None when it failed (Redis unreachable)."""
+        self._collect()
+        result, self._prefetched = self._prefetched, None
+        return result
+
+    def _collect(self) -> None:
+        # A prefetch's reply comes before any later call's on the same connection.
+        if self._pending is None:
+            return
+        (queues, command), self._pending = self._pending, None
+        try:
+            self._prefetched = self._fetch_result(queues, self._read(command), True)
+        except redis.RedisError:
+            self._prefetched = None
+
+    def _fetch_call(
+        self, queues: list[str], promote_limit: int, prefetch: bool, started: str | None
+    ) -> tuple[list[str], tuple[Any, ...]]:
+        keys = self._fetch_keys.get(tuple(queues))
+        if keys is None:
+            keys = [self.keys.running, self.keys.deliveries, self.keys.scheduled]
+            for q in queues:
+                keys += [self.keys.queue(q), self.keys.inflight(self.worker_id, q)]
+            self._fetch_keys[tuple(queues)] = keys
+        args = ("fetch", time.time(), self.worker_id, promote_limit, int(prefetch), started or "")
+        return keys, args
+
+    def _fetch_result(self, queues: list[str], res: Any, prefetch: bool) -> FetchResult:
         if not res[0]:
             due = res[4] if len(res) > 4 and res[4] not in (b"", "") else None
             return FetchResult(None, float(due) if due is not None else None)
         queue = queues[int(res[1]) - 1]
-        return FetchResult(self._delivery(res[0], queue, res[2], res[3]), None)
+        delivery = self._delivery(res[0], queue, res[2], res[3])
+        delivery.counted = not prefetch
+        return FetchResult(delivery, None)
 
     def _delivery(self, raw: bytes, queue: str, holder: Any, count: Any) -> Delivery:
         holder_s = holder.decode() if isinstance(holder, bytes) else holder
@@ -84,7 +191,7 @@ class Broker:
     def block_fetch(self, queue: str, timeout: float) -> Delivery | None:
         """Wait up to `timeout` s for a job on `queue`, moving it atomically (BLMOVE)."""
         inflight = self.keys.inflight(self.worker_id, queue)
-        raw = self.client.blmove(self.keys.queue(queue), inflight, timeout, "RIGHT", "LEFT")
+        raw = self._command("BLMOVE", self.keys.queue(queue), inflight, "RIGHT", "LEFT", timeout)
         if raw is None:
             return None
         holder, count = self._call(
@@ -104,27 +211,30 @@ class Broker:
         delivery.raw = payload.encode()
         delivery.duplicate_of = (holder.decode() if isinstance(holder, bytes) else holder) or None
         delivery.deliveries = int(count or 0)
+        delivery.counted = True
         return delivery
 
-    def _ack_call(self, delivery: Delivery, job_id: str | None) -> tuple[list[str], list[Any]]:
-        keys = [delivery.inflight_key, self.keys.running, self.keys.deliveries]
-        return keys, ["ack", delivery.raw, job_id or ""]
+    def release(self, delivery: Delivery) -> None:
+        """Hand a prefetched job that never started back to the front of its queue."""
+        keys = [delivery.inflight_key, self.keys.running, self.keys.queue(delivery.queue)]
+        # A duplicate was never claimed: the running mark is someone else's (or this
+        # worker's, for the job it is running now).
+        claimant = "" if delivery.duplicate_of else self.worker_id
+        self._call(keys, "release", delivery.raw, claimant)
 
     def ack(self, delivery: Delivery, job_id: str | None) -> None:
         """Take a job whose outcome is recorded out of flight."""
-        keys, args = self._ack_call(delivery, job_id)
-        self._script(keys=keys, args=args)
+        self.ack_many([(delivery, job_id)])
 
     def ack_many(self, acks: list[tuple[Delivery, str | None]]) -> None:
-        """Acknowledge several jobs in one round trip (each ack stays its own atomic call)."""
-        if len(acks) == 1:
-            self.ack(*acks[0])
-            return
-        pipe = self.client.pipeline(transaction=False)
+        """Take several jobs whose outcomes are recorded out of flight, in one call."""
+        keys = [self.keys.running, self.keys.deliveries]
+        args: list[Any] = ["ack"]
         for delivery, job_id in acks:
-            keys, args = self._ack_call(delivery, job_id)
-            self._script(keys=keys, args=args, client=pipe)
-        pipe.execute()
+            if delivery.inflight_key not in keys:
+                keys.append(delivery.inflight_key)
+            args += [keys.index(delivery.inflight_key) + 1, delivery.raw, job_id or ""]
+        self._call(keys, *args)
 
     def drop_duplicate(self, delivery: Delivery) -> None:
         self._call([delivery.inflight_key], "drop", delivery.raw)

@@ -87,8 +87,9 @@ class JobRunner:
     def run(self, task: Task, hooks: Hooks) -> Outcome:
         """Run one task; never raises (every failure becomes an Outcome)."""
         started = time.perf_counter()
-        log = structlog.get_logger("stoker.job").bind(
-            job_id=task.job_id, worker_id=task.worker_id, processor=task.processor
+        # A lazy proxy: the logger is only built if the job logs.
+        log = structlog.get_logger(
+            "stoker.job", job_id=task.job_id, worker_id=task.worker_id, processor=task.processor
         )
         try:
             proc = self.processor(task.processor)

@@ -15,6 +15,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import select
 import signal
 import threading
 import time
@@ -48,6 +49,14 @@ class JobHandler(abc.ABC):
 
     @abc.abstractmethod
     def job_result(self, job_id: str) -> Any: ...
+
+    poll_interval: float = 0.25
+    """Longest wait between `poll` calls while a job runs (seconds)."""
+
+    def sent(self) -> None:
+        """Called once the task is on its way to a separate executor: the supervisor may
+        prepare the next job while this one runs."""
+        return None
 
     def poll(self) -> Abort:
         """Called often while a job runs: "stop" asks it to stop, "kill" stops it now."""
@@ -118,6 +127,8 @@ class ProcessExecutor(Executor):
         self.restarts = 0
         self._config_checked = False
         self._stop = self._ctx.Event()
+        self._stop_used = False
+        self._poller: Any = None
 
     @property
     def pid(self) -> int | None:
@@ -141,6 +152,11 @@ class ProcessExecutor(Executor):
         child.close()
         self._conn = parent
         self.jobs_in_child = 0
+        # One poll set for the life of the process: building a selector per wait (as
+        # `multiprocessing.connection.wait` does) costs more than the wait itself.
+        self._poller = select.poll()
+        self._poller.register(parent.fileno(), select.POLLIN)
+        self._poller.register(self._proc.sentinel, select.POLLIN)
         ready = self._wait_ready()
         self._config_checked = True
         self.device = ready.get("device", "cpu")
@@ -184,21 +200,25 @@ class ProcessExecutor(Executor):
         assert self._conn is not None and self._proc is not None
         started = time.monotonic()
         deadline = started + timeout if timeout else None
-        self._stop.clear()
+        if self._stop_used:  # clearing the shared Event costs semaphore syscalls
+            self._stop.clear()
+            self._stop_used = False
         try:
             self._send({"type": "run", "task": task.to_dict()})
         except OSError:  # it died between jobs, after the liveness check
             self._proc.join(1)
             return self._crashed(time.monotonic() - started)
         self.jobs_in_child += 1
+        handler.sent()
         stop_sent = False
-        conn, sentinel = self._conn, self._proc.sentinel
+        conn, sentinel, poller = self._conn, self._proc.sentinel, self._poller
+        conn_fd = conn.fileno()
         while True:
-            wait_for = 0.25
+            wait_for = handler.poll_interval
             if deadline is not None:
                 wait_for = max(0.0, min(wait_for, deadline - time.monotonic()))
-            ready = wait([conn, sentinel], timeout=wait_for)
-            if conn in ready:
+            ready = [fd for fd, _ in poller.poll(wait_for * 1000)]
+            if conn_fd in ready:
                 try:
                     msg = json.loads(conn.recv_bytes())
                 except (EOFError, OSError):
@@ -216,7 +236,7 @@ class ProcessExecutor(Executor):
                     elif kind == "job_result":
                         self._send({"type": "job_result", "result": handler.job_result(msg["id"])})
                     continue
-            if sentinel in ready or (conn in ready and not self._proc.is_alive()):
+            if sentinel in ready or (conn_fd in ready and not self._proc.is_alive()):
                 self._proc.join(1)
                 return self._crashed(time.monotonic() - started)
             if deadline is not None and time.monotonic() >= deadline:
@@ -238,6 +258,7 @@ class ProcessExecutor(Executor):
                 )
             if abort == "stop" and not stop_sent:
                 self._stop.set()
+                self._stop_used = True
                 stop_sent = True
 
     def _crashed(self, duration: float) -> Outcome:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Kind = Literal["succeeded", "error", "timeout", "crashed", "interrupted"]
@@ -25,4 +25,5 @@ class Outcome:
         return self.kind == "succeeded"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow: `result` is already plain JSON (the runner round-trips it).
+        return dict(self.__dict__)

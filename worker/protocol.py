@@ -133,6 +133,16 @@ def parse_payload(
             _id_of_oversized(raw, size),
         )
     try:
+        # The common case, a complete job, in one pass of pydantic's JSON parser; anything
+        # else (no id, a bare payload, any error) takes the general path below.
+        job = Job.model_validate_json(raw)
+    except ValidationError:
+        pass
+    else:
+        if job.queued_at is None:
+            job.queued_at = utcnow()
+        return job, False
+    try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(f"malformed JSON: {exc}") from None
@@ -156,7 +166,8 @@ def parse_payload(
     generated = known_id is None and "id" not in data
     if generated:
         data["id"] = new_job_id()
-    data.setdefault("queued_at", utcnow().isoformat())
+    if "queued_at" not in data:
+        data["queued_at"] = utcnow()
     try:
         job = Job.model_validate(data)
     except ValidationError as exc:

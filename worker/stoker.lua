@@ -27,15 +27,18 @@ local function promote(scheduled, now, limit)
 end
 
 -- Claim a job just moved to an in-flight list: mark it running unless another
--- worker already runs the same id; count the delivery.
-local function claim(running, deliveries, payload, worker)
+-- worker already runs the same id; count the delivery unless it is only prefetched
+-- (a prefetched job is counted when it starts, so a worker's death never charges it).
+local function claim(running, deliveries, payload, worker, count)
   local id = job_id(payload)
   if not id then return {'', 0} end
   if redis.call('HSETNX', running, id, worker) == 0 then
     local holder = redis.call('HGET', running, id)
-    if holder ~= worker then return {holder, 0} end
+    -- A prefetch never claims the id of the job this worker is running right now.
+    if holder ~= worker or not count then return {holder, 0} end
   end
-  return {'', redis.call('HINCRBY', deliveries, id, 1)}
+  if count then return {'', redis.call('HINCRBY', deliveries, id, 1)} end
+  return {'', tonumber(redis.call('HGET', deliveries, id) or '0')}
 end
 
 local function forget(running, deliveries, id)
@@ -47,14 +50,16 @@ end
 
 if cmd == 'fetch' then
   -- KEYS: running, deliveries, scheduled, then (queue, inflight) pairs
-  -- ARGV: now, worker, promote_limit
+  -- ARGV: now, worker, promote_limit, prefetch (1: do not count the delivery yet),
+  --       id of a prefetched job that has just started (its delivery is counted now)
   local running, deliveries, scheduled = KEYS[1], KEYS[2], KEYS[3]
+  if ARGV[6] ~= '' then redis.call('HINCRBY', deliveries, ARGV[6], 1) end
   promote(scheduled, ARGV[2], tonumber(ARGV[4]))
   for i = 4, #KEYS, 2 do
     local payload = redis.call('RPOP', KEYS[i])
     if payload then
       redis.call('LPUSH', KEYS[i + 1], payload)
-      local c = claim(running, deliveries, payload, ARGV[3])
+      local c = claim(running, deliveries, payload, ARGV[3], ARGV[5] ~= '1')
       return {payload, (i - 2) / 2, c[1], c[2]}
     end
   end
@@ -63,19 +68,35 @@ if cmd == 'fetch' then
 
 elseif cmd == 'claim' then
   -- KEYS: running, deliveries   ARGV: worker, payload
-  return claim(KEYS[1], KEYS[2], ARGV[3], ARGV[2])
+  return claim(KEYS[1], KEYS[2], ARGV[3], ARGV[2], true)
 
 elseif cmd == 'rewrite' then
   -- Give an id-less payload its id. KEYS: inflight, running, deliveries
   -- ARGV: old payload, new payload, worker
   redis.call('LREM', KEYS[1], 1, ARGV[2])
   redis.call('LPUSH', KEYS[1], ARGV[3])
-  return claim(KEYS[2], KEYS[3], ARGV[3], ARGV[4])
+  return claim(KEYS[2], KEYS[3], ARGV[3], ARGV[4], true)
+
+elseif cmd == 'release' then
+  -- Hand a prefetched, never started job back: to the front of its queue, its
+  -- delivery uncounted. KEYS: inflight, running, queue
+  -- ARGV: payload, the worker whose claim it holds ('' for a duplicate: none)
+  local n = redis.call('LREM', KEYS[1], 1, ARGV[2])
+  if n == 1 then redis.call('RPUSH', KEYS[3], ARGV[2]) end
+  local id = job_id(ARGV[2])
+  if id and ARGV[3] ~= '' and redis.call('HGET', KEYS[2], id) == ARGV[3] then
+    redis.call('HDEL', KEYS[2], id)
+  end
+  return n
 
 elseif cmd == 'ack' then
-  -- KEYS: inflight, running, deliveries   ARGV: payload, id
-  local n = redis.call('LREM', KEYS[1], 1, ARGV[2])
-  forget(KEYS[2], KEYS[3], ARGV[3])
+  -- Jobs whose outcome is recorded leave flight. KEYS: running, deliveries, inflight...
+  -- ARGV: then (index of the job's inflight key in KEYS, payload, id) triples
+  local n = 0
+  for i = 2, #ARGV, 3 do
+    n = n + redis.call('LREM', KEYS[tonumber(ARGV[i])], 1, ARGV[i + 1])
+    forget(KEYS[1], KEYS[2], ARGV[i + 2])
+  end
   return n
 
 elseif cmd == 'drop' then

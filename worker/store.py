@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from models import Attempt, FrameResult, Job
 from worker.outcome import Outcome
@@ -55,6 +56,22 @@ _START_COLUMNS = (
     "progress",
     "stage",
     "updated_at",
+)
+
+#: Columns a start-and-success in one batch writes in one upsert.
+_DONE_COLUMNS = (*_START_COLUMNS, "result", "error", "error_type")
+
+_ATTEMPT_COLUMNS = (
+    "job_id",
+    "number",
+    "worker_id",
+    "outcome",
+    "error_type",
+    "error",
+    "traceback",
+    "started_at",
+    "finished_at",
+    "duration",
 )
 
 #: Statuses a failed, retried or requeued attempt leaves alone.
@@ -124,6 +141,74 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, json_serializer=dumps_json)
 
 
+_JSON_PARAMS = frozenset({"params", "result", "b_result"})
+_TIME_PARAMS = frozenset(
+    {"queued_at", "started_at", "finished_at", "run_at", "updated_at", "b_now"}
+)
+
+
+class _Batch:
+    """A hot statement compiled once, run with executemany on values prepared here.
+
+    The group commit writes a few rows per job; SQLAlchemy's per-row bind processing
+    costs more than SQLite's own work on them. The values are converted the way the
+    column types would convert them (JSON text; UTC times: SQLite's text format, or
+    aware datetimes for PostgreSQL), then handed to the driver as they are.
+    """
+
+    def __init__(self, stmt: Any, dialect: Any, columns: tuple[str, ...] = ()) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
+        self.sql = compiled.string
+        self.positional = bool(dialect.positional)
+        names = compiled.positiontup if self.positional else list(compiled.binds)
+        time = _sqlite_time if dialect.name == "sqlite" else _aware_utc
+        # Per parameter: its name, its converter, and its value when a row leaves it out
+        # (the statement's literal values, e.g. `status='succeeded'`).
+        self._plan = [
+            (
+                name,
+                dumps_json if name in _JSON_PARAMS else time if name in _TIME_PARAMS else None,
+                compiled.binds[name].value,
+            )
+            for name in names or []
+        ]
+        self.names = [name for name, _, _ in self._plan]
+
+    def rows(self, params: list[dict[str, Any]]) -> list[Any]:
+        out: list[Any] = []
+        for p in params:
+            values = [
+                constant
+                if (v := p.get(name, _MISSING)) is _MISSING
+                else convert(v)
+                if convert
+                else v
+                for name, convert, constant in self._plan
+            ]
+            out.append(
+                tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+            )
+        return out
+
+
+_MISSING = object()
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    # What SQLAlchemy's SQLite DATETIME (behind models.base.UTCDateTime) stores.
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def _aware_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class JobStore:
     """Reads and writes of the jobs, attempts and frame_results tables."""
 
@@ -145,6 +230,12 @@ class JobStore:
             # An INSERT's rowcount is otherwise not kept (psycopg reports -1 once the cursor
             # is closed), and it is how `start` knows the upsert was refused.
             preserve_rowcount=True
+        )
+        # A job started and succeeded within one group commit: one row write, not two.
+        done = self._insert(jobs)
+        self._done_stmt = done.on_conflict_do_update(
+            index_elements=["id"],
+            set_={c: done.excluded[c] for c in _DONE_COLUMNS if c not in ("id", "queued_at")},
         )
         self._success_stmt = (
             update(jobs)
@@ -175,7 +266,19 @@ class JobStore:
             )
         )
         self._attempt_stmt = insert(attempts)
+        self._batches = {
+            stmt: _Batch(stmt, self.engine.dialect, columns)
+            for stmt, columns in (
+                (self._start_stmt, _START_COLUMNS),
+                (self._done_stmt, _DONE_COLUMNS),
+                (self._success_stmt, ()),
+                (self._attempt_stmt, _ATTEMPT_COLUMNS),
+            )
+        }
         self._status_stmt = select(jobs.c.status).where(jobs.c.id == bindparam("b_id"))
+        compiled = self._status_stmt.compile(dialect=self.engine.dialect)
+        self._status_sql = compiled.string
+        self._status_positional = bool(self.engine.dialect.positional)
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic); never drops data."""
@@ -279,35 +382,76 @@ class JobStore:
         }
 
     def status_of(self, job_id: str) -> str | None:
-        """The job's recorded status (None when it has no row)."""
+        """The job's recorded status (None when it has no row).
+
+        Read once per job, so it goes through the DBAPI cursor: SQLAlchemy's execution
+        path costs several times the SQLite lookup itself. Errors are wrapped as
+        SQLAlchemy's, like every other call's.
+        """
+        params: Any = (job_id,) if self._status_positional else {"b_id": job_id}
+        dbapi = self.engine.dialect.loaded_dbapi
         try:
-            status = self.conn.execute(self._status_stmt, {"b_id": job_id}).scalar()
-            self.conn.commit()
+            raw = self.conn.connection.dbapi_connection
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self._status_sql, params)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            raw.commit()
+        except dbapi.Error as exc:
+            self.reset()
+            raise DBAPIError.instance(self._status_sql, params, exc, dbapi.Error) from exc
         except Exception:
             self.reset()
             raise
-        return status
+        return row[0] if row else None
 
     def write_batch(self, ops: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> None:
         """Apply several `start` / `finish` writes in one transaction (a group commit).
 
         Each op is `("start", args, kwargs)` or `("finish", args, kwargs)` with the
         arguments of those methods; `start`'s refusal to re-run a success still holds.
+        A start whose success is in the same batch becomes one upsert of the final row.
         """
-        # One executemany per statement: starts first (so a job's start precedes its own
-        # outcome), then the job updates, then the attempt rows.
-        starts = [self._start_params(*a, **kw) for kind, a, kw in ops if kind == "start"]
+        starts: dict[str, dict[str, Any]] = {}
+        done: list[dict[str, Any]] = []
         groups: dict[Any, list[dict[str, Any]]] = {}
         for kind, args, kwargs in ops:
-            if kind != "start":
-                for stmt, params in self._finish_statements(*args, **kwargs):
-                    groups.setdefault(stmt, []).append(params)
+            if kind == "start":
+                params = self._start_params(*args, **kwargs)
+                starts[params["id"]] = params
+                continue
+            statements = self._finish_statements(*args, **kwargs)
+            start = starts.get(args[0]) if kwargs["status"] == "succeeded" else None
+            if start is not None:
+                del starts[args[0]]
+                (_, success), attempt = statements
+                done.append(
+                    start
+                    | {
+                        "status": "succeeded",
+                        "result": success["b_result"],
+                        "progress": 1.0,
+                        "finished_at": success["b_now"],
+                        "updated_at": success["b_now"],
+                        "error": None,
+                        "error_type": None,
+                    }
+                )
+                statements = [attempt]
+            for stmt, params in statements:
+                groups.setdefault(stmt, []).append(params)
+        # One executemany per statement: starts and finished rows first (so a job's row
+        # exists before its attempts), then the job updates, then the attempt rows.
+        writes = [(self._start_stmt, list(starts.values())), (self._done_stmt, done)]
+        writes += groups.items()
         try:
             with self.conn.begin():
-                if starts:
-                    self.conn.execute(self._start_stmt, starts)
-                for stmt, plist in groups.items():
-                    self.conn.execute(stmt, plist)
+                for stmt, plist in writes:
+                    if plist:
+                        batch = self._batches[stmt]
+                        self.conn.exec_driver_sql(batch.sql, batch.rows(plist))
         except Exception:
             self.reset()
             raise
@@ -354,8 +498,9 @@ class JobStore:
         status: str,
         started_at: datetime,
         run_at: datetime | None = None,
+        finished_at: datetime | None = None,
     ) -> list[tuple[Any, dict[str, Any]]]:
-        now = utcnow()
+        now = finished_at or utcnow()
         message = _text(outcome.message)
         error_type = _text(outcome.error_type, 128)
         attempt_row = {

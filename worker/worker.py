@@ -101,11 +101,19 @@ class Worker:
         self.heartbeat = Heartbeat(client, self.keys, self.worker_id, settings, self.queues)
         self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
         self._registered = False
-        self.writer = OutcomeWriter(JobStore(self.store.url), self.broker)
+        # The writer thread gets its own store and broker (each holds one connection).
+        self.writer = OutcomeWriter(
+            JobStore(self.store.url), Broker(client, self.keys, self.worker_id)
+        )
         self.stopping = False
         self.force = False
         self._stop_since: float | None = None
         self.current: Job | None = None
+        self._next: Delivery | None = None
+        """A job prefetched while the current one runs (already in flight in Redis)."""
+        self._prefetch_sent = False
+        self._release_due = False
+        self._orphan_check_due = False
         self._cancel_current = False
         self._last_maintenance = 0.0
         self._log = log.bind(worker_id=self.worker_id)
@@ -191,6 +199,7 @@ class Worker:
         finally:
             with contextlib.suppress(redis.RedisError):
                 self._unregister()
+            self.broker.close()
             self.store.close()
             if self._redis_server is not None:
                 self._redis_server.stop()
@@ -208,9 +217,25 @@ class Worker:
 
     # The loop
     def loop(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                self.release_prefetched()
+
+    def _loop(self) -> None:
         idle_sleep = 0.0
         while not self.stopping:
             self.maintenance()
+            self._collect_prefetched()
+            if self._release_due:
+                self.release_prefetched()
+            if self._orphan_check_due:
+                self.reclaim_orphans()
+            if self._next is not None:
+                delivery, self._next = self._next, None
+                self.handle(delivery)
+                continue
             res = self._retry_redis(lambda: self.broker.fetch(self.queues))
             delivery = res.delivery
             if delivery is None:
@@ -242,6 +267,77 @@ class Worker:
         if next_due is not None:
             timeout = min(timeout, max(0.01, next_due - time.time()))
         return max(0.01, timeout)
+
+    def prefetch(self, started: Delivery, job_id: str) -> None:
+        """While `started` runs, ask Redis for the next job, without waiting for the reply.
+
+        Also counts the delivery of `started` if it was itself prefetched. Best effort:
+        if it fails, the loop fetches after the job, as without prefetch.
+        """
+        if not self.settings.prefetch or self.stopping:
+            return
+        try:
+            self.broker.prefetch(self.queues, started=None if started.counted else job_id)
+        except redis.RedisError as exc:
+            self._log.debug("prefetch skipped", error=str(exc))
+            self._orphan_check_due = True
+            return
+        started.counted = True
+        self._prefetch_sent = True
+
+    def _collect_prefetched(self) -> None:
+        if self._prefetch_sent:
+            self._prefetch_sent = False
+            res = self.broker.prefetched()
+            if res is None:  # its reply was lost: Redis may have moved a job all the same
+                self._orphan_check_due = True
+            self._next = res.delivery if res is not None else None
+
+    @property
+    def holds_prefetched(self) -> bool:
+        return self._prefetch_sent or self._next is not None
+
+    def release_prefetched(self, *, wait: bool = True) -> None:
+        """Hand the prefetched job, if any, back to the front of its queue.
+
+        `wait=False` (while a job runs) tries once; a failed try is repeated later, as
+        a release is idempotent, and the job is never run until it has gone through.
+        """
+        self._collect_prefetched()
+        if self._next is None:
+            return
+        delivery = self._next
+        if wait:
+            self._retry_redis(lambda: self.broker.release(delivery))
+        else:
+            try:
+                self.broker.release(delivery)
+            except redis.RedisError:
+                self._release_due = True
+                return
+        self._next = None
+        self._release_due = False
+
+    def reclaim_orphans(self) -> None:
+        """Hand back in-flight jobs this worker lost track of (after a Redis error).
+
+        A reply lost with its connection can leave a job moved into this worker's
+        in-flight list that the loop never saw. Between jobs, once every success is
+        acknowledged, anything there besides the prefetched job is such an orphan: it
+        goes back to the front of its queue, where it is fetched again.
+        """
+        self.writer.flush()
+        held = self._next.raw if self._next is not None else None
+        for queue in self.queues:
+            key = self.keys.inflight(self.worker_id, queue)
+            for raw in self._retry_redis(lambda k=key: self.client.lrange(k, 0, -1)):
+                if raw == held:
+                    held = None
+                    continue
+                orphan = Delivery(raw, queue, key, duplicate_of=None, deliveries=0)
+                self._retry_redis(lambda d=orphan: self.broker.release(d))
+                self._log.warning("orphaned in-flight job handed back to its queue", queue=queue)
+        self._orphan_check_due = False
 
     def maintenance(self, *, every: float = 0.0) -> None:
         """Periodic work between jobs and while one runs: recover dead workers' jobs."""
@@ -315,7 +411,7 @@ class Worker:
         timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
         jlog.info("job started", attempt=attempt, deliveries=delivery.deliveries)
         self.current, self._cancel_current = job, False
-        handler = _Handler(self, job.id)
+        handler = _Handler(self, job.id, delivery)
         try:
             outcome = self.executor.execute(
                 Task(job.id, job.processor, job.params, attempt, self.worker_id),
@@ -324,6 +420,9 @@ class Worker:
             )
         finally:
             self.current = None
+        if self.stopping or outcome.kind == "interrupted":
+            # Before this job is requeued at the front, so the two keep their order.
+            self.release_prefetched()
         handler.flush()
         self.stats.processed += 1
         return self.settle(delivery, job, attempt, outcome, started_at, jlog)
@@ -479,6 +578,7 @@ class Worker:
 
         def on_retry(exc: BaseException, delay: float) -> None:
             self._log.warning("redis unavailable; retrying", error=str(exc), retry_in_s=delay)
+            self._orphan_check_due = True
 
         return retry_while_unavailable(
             fn, unavailable=redis_unavailable, give_up=lambda: self.force, on_retry=on_retry
@@ -504,9 +604,11 @@ class Worker:
 class _Handler(JobHandler):
     """Progress, rows and control for the job being run by `worker`."""
 
-    def __init__(self, worker: Worker, job_id: str) -> None:
+    def __init__(self, worker: Worker, job_id: str, delivery: Delivery) -> None:
         self.worker = worker
         self.job_id = job_id
+        self.delivery = delivery
+        self.started = time.monotonic()
         self.interval = worker.settings.progress_interval
         self.last_write = 0.0
         self.pending: tuple[float, str | None] | None = None
@@ -545,9 +647,22 @@ class _Handler(JobHandler):
     def job_result(self, job_id: str) -> Any:
         return self.worker._retry_db(lambda: self.worker.store.result(job_id), "job_result")
 
+    def sent(self) -> None:
+        self.worker.prefetch(self.delivery, self.job_id)
+
+    @property
+    def poll_interval(self) -> float:  # type: ignore[override]
+        hold = self.worker.settings.prefetch_hold
+        return min(hold, 0.25) if self.worker.holds_prefetched else 0.25
+
     def poll(self) -> Abort:
         w = self.worker
         now = time.monotonic()
+        if w.holds_prefetched and now - self.started >= w.settings.prefetch_hold:
+            # A long job: the prefetched one must not wait behind it (another worker may
+            # be idle, and a higher-priority job may arrive before this one ends).
+            w._log.debug("long job; prefetched job released", job_id=self.job_id)
+            w.release_prefetched(wait=False)
         if now - self.last_cancel_check >= 1.0:
             self.last_cancel_check = now
             w.maintenance()

@@ -22,7 +22,7 @@ import structlog
 from worker.backoff import db_unavailable, redis_unavailable, retry_while_unavailable
 from worker.broker import Broker, Delivery
 from worker.outcome import Outcome
-from worker.protocol import Job
+from worker.protocol import Job, utcnow
 from worker.store import JobStore
 
 log = structlog.get_logger("stoker.writer")
@@ -67,6 +67,8 @@ class OutcomeWriter:
             "outcome": outcome,
             "status": "succeeded",
             "started_at": started_at,
+            # When it finished, not when the group commit gets to it.
+            "finished_at": utcnow(),
         }
         self._put(("finish", (job_id,), kwargs, (delivery, job_id)))
 
@@ -87,6 +89,9 @@ class OutcomeWriter:
         except queue.Full:
             return
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.broker.close()
+            self.store.close()
 
     def _put(self, item: Any) -> None:
         self._raise_failure()

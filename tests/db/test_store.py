@@ -445,6 +445,110 @@ def test_finish_times_are_utc_and_after_the_start(store: JobStore) -> None:
     assert finished >= started
 
 
+# Group commits: the writer thread's path for starts and successes
+
+
+def start_op(job: Job, started: datetime, worker: str = "w1") -> Any:
+    return ("start", (job, Q, worker, started), {})
+
+
+def success_op(job: Job, result: Any, started: datetime, finished: datetime) -> Any:
+    kwargs = {
+        "attempt": job.attempts + 1,
+        "worker_id": "w1",
+        "outcome": ok(result),
+        "status": "succeeded",
+        "started_at": started,
+        "finished_at": finished,
+    }
+    return ("finish", (job.id,), kwargs)
+
+
+def test_a_start_and_its_success_in_one_commit_write_the_final_row(store: JobStore) -> None:
+    started, finished = T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)
+    store.write_batch([start_op(spec(), started), success_op(spec(), {"n": 1}, started, finished)])
+    r = row(store)
+    assert (r["status"], r["result"], r["attempts"], r["progress"]) == (
+        "succeeded",
+        {"n": 1},
+        1,
+        1.0,
+    )
+    assert (r["started_at"], r["finished_at"]) == (started.isoformat(), finished.isoformat())
+    assert (r["queued_at"], r["params"], r["worker_id"]) == (T0.isoformat(), {"text": "hi"}, "w1")
+    assert [a["outcome"] for a in store.attempts("j1")] == ["succeeded"]
+
+
+def test_a_commit_writes_the_same_row_whether_start_and_success_meet_or_not(
+    store: JobStore,
+) -> None:
+    started, finished = T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)
+    together = spec("together")
+    store.write_batch(
+        [start_op(together, started), success_op(together, [1, "x"], started, finished)]
+    )
+    store.write_batch([start_op(spec("apart"), started)])
+    assert row(store, "apart")["status"] == "running"
+    store.write_batch([success_op(spec("apart"), [1, "x"], started, finished)])
+
+    def comparable(job_id: str) -> dict[str, Any]:
+        return {k: v for k, v in row(store, job_id).items() if k not in ("id", "updated_at")}
+
+    assert comparable("together") == comparable("apart")
+
+
+def test_a_commit_keeps_a_result_of_none_and_json_edge_values(store: JobStore) -> None:
+    started = T0
+    jobs = [spec(f"j{i}", params={"v": v}) for i, v in enumerate([None, *JSON_VALUES])]
+    ops = [start_op(j, started) for j in jobs]
+    ops += [success_op(j, j.params["v"], started, started) for j in jobs]
+    store.write_batch(ops)
+    for job in jobs:
+        assert (row(store, job.id)["params"], row(store, job.id)["result"]) == (
+            job.params,
+            job.params["v"],
+        )
+
+
+def test_a_commit_stores_times_in_utc(store: JobStore) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    started = datetime(2026, 3, 1, 14, 30, tzinfo=plus2)
+    naive_finish = datetime(2026, 3, 1, 12, 31)
+    job = spec(queued_at=datetime(2026, 3, 1, 14, 0, tzinfo=plus2))
+    store.write_batch([start_op(job, started), success_op(job, 1, started, naive_finish)])
+    r = row(store)
+    assert r["queued_at"] == "2026-03-01T12:00:00+00:00"
+    assert r["started_at"] == "2026-03-01T12:30:00+00:00"
+    assert r["finished_at"] == "2026-03-01T12:31:00+00:00"
+
+
+def test_a_commit_never_turns_a_recorded_success_back_to_running(store: JobStore) -> None:
+    finish(store, spec(), ok({"n": 1}), "succeeded", run(store, spec()))
+    before = row(store)
+    store.write_batch([start_op(spec(), datetime.now(UTC), worker="w2")])
+    assert row(store) == before
+
+
+def test_a_commit_of_many_jobs_records_each(store: JobStore) -> None:
+    jobs = [spec(f"j{i}") for i in range(50)]
+    store.write_batch([start_op(j, T0) for j in jobs[:25]])
+    ops = [success_op(j, i, T0, T0) for i, j in enumerate(jobs[:25])]
+    ops += [start_op(j, T0) for j in jobs[25:]]
+    ops += [success_op(j, i, T0, T0) for i, j in enumerate(jobs[25:], 25)]
+    store.write_batch(ops)
+    assert [row(store, j.id)["result"] for j in jobs] == list(range(50))
+    assert store.status_counts() == {"succeeded": 50}
+
+
+def test_status_of_reports_a_broken_database_as_a_sqlalchemy_error(tmp_path: Any) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    broken = JobStore(f"sqlite:///{tmp_path / 'empty.db'}")  # never migrated: no table
+    with pytest.raises(OperationalError, match="no such table"):
+        broken.status_of("j1")
+    broken.close()
+
+
 # Reads
 
 

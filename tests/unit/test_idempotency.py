@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.unit.conftest import Harness
 
 
@@ -32,3 +34,33 @@ def test_nothing_stays_in_flight_after_a_drain(harness: Harness) -> None:
     assert harness.client.keys(f"{harness.keys.prefix}:inflight:*") == []
     assert harness.client.hlen(harness.keys.running) == 0
     assert harness.client.hlen(harness.keys.deliveries) == 0
+
+
+def test_jobs_a_lost_reply_left_in_flight_are_handed_back_to_the_front_of_their_queue(
+    harness: Harness,
+) -> None:
+    from worker.executor import InlineExecutor
+    from worker.worker import Worker
+
+    # A fetch whose reply was lost with its connection: the job sits in this worker's
+    # in-flight list, claimed, but the loop never saw it.
+    inflight = harness.keys.inflight("unit-worker", "default")
+    harness.client.lpush(inflight, '{"id": "lost", "processor": "echo"}')
+    harness.client.hset(harness.keys.running, "lost", "unit-worker")
+    harness.push({"id": "later", "processor": "echo"})
+    worker = Worker(
+        harness.settings,
+        burst=True,
+        client=harness.client,
+        executor=InlineExecutor(harness.settings),
+        worker_id="unit-worker",
+    )
+    try:
+        worker.reclaim_orphans()
+    finally:
+        worker.close()
+
+    assert [json.loads(raw)["id"] for raw in reversed(harness.queue())] == ["lost", "later"]
+    assert harness.client.llen(inflight) == 0 and harness.client.hlen(harness.keys.running) == 0
+    harness.drain()
+    assert harness.row("lost")["status"] == "succeeded"
