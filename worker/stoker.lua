@@ -94,7 +94,8 @@ elseif cmd == 'ack' then
   -- ARGV: then (index of the job's inflight key in KEYS, payload, id) triples
   local n = 0
   for i = 2, #ARGV, 3 do
-    n = n + redis.call('LREM', KEYS[tonumber(ARGV[i])], 1, ARGV[i + 1])
+    -- From the tail: the oldest entries of the list are the ones acknowledged.
+    n = n + redis.call('LREM', KEYS[tonumber(ARGV[i])], -1, ARGV[i + 1])
     forget(KEYS[1], KEYS[2], ARGV[i + 2])
   end
   return n
