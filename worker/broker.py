@@ -61,7 +61,10 @@ class Broker:
 
     def _call(self, keys: list[str], *args: Any) -> Any:
         """Run the script (`stoker.lua`) with `keys` and `args`."""
-        return self._command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        return self._command(*self._script_command(keys, args))
+
+    def _script_command(self, keys: list[str], args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return ("EVALSHA", self._script.sha, len(keys), *keys, *args)
 
     def _command(self, *command: Any) -> Any:
         """Run one command on this broker's own connection.
@@ -94,7 +97,7 @@ class Broker:
                 return conn.read_response()
             except redis.exceptions.NoScriptError:  # a restarted or flushed Redis
                 self._script.sha = self.client.script_load(_SCRIPT)
-                conn.send_command(command[0], self._script.sha, *command[2:])
+                self._send((command[0], self._script.sha, *command[2:]))
                 return conn.read_response()
         except redis.ResponseError:
             raise
@@ -136,8 +139,7 @@ class Broker:
         """Send a prefetching `fetch` without waiting for Redis's reply: the caller goes
         on with its work and picks the job up with `prefetched()`."""
         self._collect()
-        keys, args = self._fetch_call(queues, 100, True, started)
-        command = ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        command = self._script_command(*self._fetch_call(queues, 100, True, started))
         self._send(command)
         self._pending = (queues, command)
 
@@ -174,18 +176,18 @@ class Broker:
             due = res[4] if len(res) > 4 and res[4] not in (b"", "") else None
             return FetchResult(None, float(due) if due is not None else None)
         queue = queues[int(res[1]) - 1]
-        delivery = self._delivery(res[0], queue, res[2], res[3])
-        delivery.counted = not prefetch
-        return FetchResult(delivery, None)
+        return FetchResult(self._delivery(res[0], queue, res[2], res[3], not prefetch), None)
 
-    def _delivery(self, raw: bytes, queue: str, holder: Any, count: Any) -> Delivery:
-        holder_s = holder.decode() if isinstance(holder, bytes) else holder
+    def _delivery(
+        self, raw: bytes, queue: str, holder: Any, count: Any, counted: bool = True
+    ) -> Delivery:
         return Delivery(
             raw=raw,
             queue=queue,
             inflight_key=self.keys.inflight(self.worker_id, queue),
-            duplicate_of=holder_s or None,
+            duplicate_of=_s(holder) or None,
             deliveries=int(count or 0),
+            counted=counted,
         )
 
     def block_fetch(self, queue: str, timeout: float) -> Delivery | None:
@@ -209,7 +211,7 @@ class Broker:
             self.worker_id,
         )
         delivery.raw = payload.encode()
-        delivery.duplicate_of = (holder.decode() if isinstance(holder, bytes) else holder) or None
+        delivery.duplicate_of = _s(holder) or None
         delivery.deliveries = int(count or 0)
         delivery.counted = True
         return delivery

@@ -356,10 +356,12 @@ def _child_main(
     configure_logging(settings)
     send_lock = threading.Lock()
 
+    def send_unlocked(msg: dict[str, Any]) -> None:
+        conn.send_bytes(json.dumps(msg, separators=(",", ":"), default=str).encode())
+
     def send(msg: dict[str, Any]) -> None:
-        data = json.dumps(msg, separators=(",", ":"), default=str).encode()
         with send_lock:
-            conn.send_bytes(data)
+            send_unlocked(msg)
 
     try:
         if check:
@@ -395,9 +397,6 @@ def _child_main(
         with send_lock:
             send_unlocked({"type": "job_result", "id": other_id})
             return receive().get("result")
-
-    def send_unlocked(msg: dict[str, Any]) -> None:
-        conn.send_bytes(json.dumps(msg, separators=(",", ":"), default=str).encode())
 
     hooks = Hooks(progress=progress, emit=emit, job_result=job_result, stop_requested=stop.is_set)
     send({"type": "ready", "device": runner.device, "pid": os.getpid()})

@@ -356,9 +356,7 @@ class JobStore:
             raise
         if res.rowcount:
             return "run"
-        status = self.conn.execute(select(jobs.c.status).where(jobs.c.id == job.id)).scalar()
-        self.conn.commit()
-        return "cancelled" if status == "cancelled" else "succeeded"
+        return "cancelled" if self.status_of(job.id) == "cancelled" else "succeeded"
 
     def _start_params(
         self, job: JobSpec, queue: str, worker_id: str, started_at: datetime

@@ -112,7 +112,6 @@ class Worker:
         self._next: Delivery | None = None
         """A job prefetched while the current one runs (already in flight in Redis)."""
         self._prefetch_sent = False
-        self._release_due = False
         self._orphan_check_due = False
         self._cancel_current = False
         self._last_maintenance = 0.0
@@ -228,8 +227,6 @@ class Worker:
         while not self.stopping:
             self.maintenance()
             self._collect_prefetched()
-            if self._release_due:
-                self.release_prefetched()
             if self._orphan_check_due:
                 self.reclaim_orphans()
             if self._next is not None:
@@ -300,8 +297,8 @@ class Worker:
     def release_prefetched(self, *, wait: bool = True) -> None:
         """Hand the prefetched job, if any, back to the front of its queue.
 
-        `wait=False` (while a job runs) tries once; a failed try is repeated later, as
-        a release is idempotent, and the job is never run until it has gone through.
+        `wait=False` (while a job runs) tries once; after a failed try the job is an
+        orphan to this worker: `reclaim_orphans` hands it back between jobs.
         """
         self._collect_prefetched()
         if self._next is None:
@@ -313,10 +310,8 @@ class Worker:
             try:
                 self.broker.release(delivery)
             except redis.RedisError:
-                self._release_due = True
-                return
+                self._orphan_check_due = True
         self._next = None
-        self._release_due = False
 
     def reclaim_orphans(self) -> None:
         """Hand back in-flight jobs this worker lost track of (after a Redis error).
