@@ -8,10 +8,11 @@ The README's settings table lists every one with its default.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -34,8 +35,21 @@ def _split_map(value: object) -> object:
     return value
 
 
+CHECKOUT = Path(__file__).resolve().parent
+
+
+def default_data_dir() -> Path:
+    """The checkout's `var/` (when run from a source checkout), else the XDG data folder
+    `$XDG_DATA_HOME/stoker` (`~/.local/share/stoker`); the same from any current folder."""
+    if (CHECKOUT / "pyproject.toml").exists():
+        return CHECKOUT / "var"
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "stoker"
+
+
 _COMMON = {
-    "env_file": ".env",
+    # The checkout's .env, then the current folder's (which wins).
+    "env_file": (CHECKOUT / ".env", ".env"),
     "env_file_encoding": "utf-8",
     "extra": "ignore",
     "use_attribute_docstrings": True,
@@ -57,8 +71,8 @@ class AudioSettings(BaseSettings):
     """Speaker-embedding windows per batch on the device."""
     window_seconds: float = 1.5
     """Length of the speaker-embedding windows."""
-    hop_seconds: float = 0.75
-    """Step between speaker-embedding windows."""
+    hop_seconds: float = 0.25
+    """Step between speaker-embedding windows (and the resolution of speaker changes)."""
     chunk_seconds: float = 300.0
     """Audio is decoded and analysed in chunks of this length to bound memory."""
     embedding_backend: str = "resemblyzer"
@@ -69,9 +83,13 @@ class AudioSettings(BaseSettings):
     """webrtcvad mode: 0 keeps the most audio as speech, 3 the least."""
     beam_size: int = Field(default=5, ge=1, le=10)
     """faster-whisper beam width (a job's `beam_size` overrides)."""
-    cluster_threshold: float = Field(default=0.3, gt=0, lt=2)
-    """Average cosine distance above which window groups count as different speakers
-    (tuned for resemblyzer; other embedding backends need their own)."""
+    cluster_threshold: float = Field(default=0.5, gt=0, lt=2)
+    """Average cosine distance between groups of speech, their embeddings centred on the
+    recording, above which they are different speakers (resemblyzer; other backends need
+    their own)."""
+    min_speaker_seconds: float = Field(default=1.6, ge=0)
+    """Without an exact `num_speakers`, a speaker with less speech than this in all is
+    merged into the most similar one (0 = keep every cluster)."""
 
 
 class VideoSettings(BaseSettings):
@@ -135,6 +153,34 @@ class LLMSettings(BaseSettings):
     """OpenAI-compatible backend: most requests in flight at once for one job."""
 
 
+class WebSettings(BaseSettings):
+    """The web dashboard and HTTP API, `python -m worker web` (`WEB_*`; docs/web.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="WEB_", **_COMMON)
+
+    host: str = "127.0.0.1"
+    """Address the dashboard listens on; any non-loopback one needs `WEB_AUTH_TOKEN` or
+    `WEB_AUTH_USER` + `WEB_AUTH_PASSWORD`."""
+    port: int = Field(default=9181, ge=0, le=65535)
+    """Port of the dashboard and API."""
+    auth_token: SecretStr | None = None
+    """Bearer token for the API (`Authorization: Bearer ...`) and the login form."""
+    auth_user: str | None = None
+    """Basic-auth user name (with `WEB_AUTH_PASSWORD`)."""
+    auth_password: SecretStr | None = None
+    """Basic-auth password."""
+    read_only: bool = False
+    """Hide and refuse every action (enqueue, cancel, requeue, purge, run now)."""
+    allowed_hosts: CommaList = Field(default_factory=list)
+    """`Host` headers accepted; empty = loopback names on a loopback bind, any otherwise."""
+    refresh: float = Field(default=2.0, gt=0)
+    """Seconds between the pages' live refreshes."""
+    page_size: int = Field(default=50, ge=1, le=1000)
+    """Rows per page of the jobs list."""
+
+    _split_hosts = field_validator("allowed_hosts", mode="before")(staticmethod(_split_list))
+
+
 class Settings(BaseSettings):
     """Core worker settings (`WORKER_*`, `REDIS_URL`, `DATABASE_URL`)."""
 
@@ -148,8 +194,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DATABASE_URL", "WORKER_DATABASE_URL")
     )
     """Unset: a SQLite file (WAL) in `data_dir`."""
-    data_dir: Path = Path("var")
-    """Embedded Redis data, the default SQLite file, cached models."""
+    data_dir: Path | None = None
+    """Embedded Redis data, the default SQLite file, media and output. Unset: the checkout's
+    `var/` (or `~/.local/share/stoker` when installed), whatever the current folder."""
+    embedded_port: int = Field(default=6379, ge=1, le=65535)
+    """The port the embedded server (no `REDIS_URL`) listens on when it is free; else a
+    port saved in `<data_dir>/redis/server.json` and reused."""
 
     # Keys (see worker/keys.py)
     key_prefix: str = "stoker"
@@ -168,10 +218,11 @@ class Settings(BaseSettings):
     preload: CommaList = Field(default_factory=list)
     """Processors to load at startup instead of on their first job."""
 
-    media_root: Path = Path("var/media")
-    """The only folder input files may come from."""
-    output_dir: Path = Path("var/output")
-    """Where processors write output files (`<output_dir>/<job id>/`)."""
+    media_root: Path | None = None
+    """The only folder input files may come from. Unset: `<data_dir>/media`."""
+    output_dir: Path | None = None
+    """Where processors write output files (`<output_dir>/<job id>/`). Unset:
+    `<data_dir>/output`."""
     id: str | None = None
     """Worker id, unique among live workers; default `<hostname>-<pid>-<random>`."""
     device: str = "auto"
@@ -231,20 +282,108 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     """`console` (human) or `json` (one object per line)."""
 
+    # Operations: metrics, health, retention (worker/ops.py)
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this port (0 = off). A sum
+    such as `9400+%i` is allowed, so the systemd template gives each instance its own port."""
+    metrics_host: str = "0.0.0.0"
+    """Address the metrics endpoint listens on."""
+    stall_timeout: float = Field(default=120.0, gt=0)
+    """Seconds without a tick of the fetch loop after which the worker counts as hung:
+    `/healthz` and `health` fail and the systemd watchdog is no longer pinged."""
+    retention_days: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: {"succeeded": 30.0, "failed": 90.0, "cancelled": 90.0}
+    )
+    """Days finished jobs are kept, by status (`succeeded=30,failed=90,cancelled=90`; a status
+    left out, or 0, is kept forever; one number for all). Pruned by the worker that holds
+    the recovery lock."""
+    retention_interval: float = Field(default=3600.0, ge=0)
+    """Seconds between automatic pruning rounds (0 = no automatic pruning)."""
+    retention_batch: int = Field(default=1000, ge=1)
+    """Jobs deleted per transaction while pruning (with their attempts and frame_results)."""
+    failed_max: int = Field(default=10_000, ge=0)
+    """Longest failed list; the oldest entries are dropped first (their SQL rows stay).
+    0 = unbounded."""
+
+    # The ledger and Sentinel (worker/reconcile.py, worker/connection.py)
+    redis_sentinels: CommaList = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("REDIS_SENTINELS", "WORKER_REDIS_SENTINELS"),
+    )
+    """`host:port,...` of Redis Sentinels: connect to the master they name (then
+    `REDIS_URL` is not used) and follow its failovers."""
+    redis_sentinel_master: str = Field(
+        default="mymaster",
+        validation_alias=AliasChoices("REDIS_SENTINEL_MASTER", "WORKER_REDIS_SENTINEL_MASTER"),
+    )
+    """The master's name in the Sentinels' configuration."""
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_SENTINEL_PASSWORD", "WORKER_REDIS_SENTINEL_PASSWORD"),
+    )
+    """Password of the Sentinels themselves (`requirepass` in sentinel.conf)."""
+    redis_password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_PASSWORD", "WORKER_REDIS_PASSWORD")
+    )
+    """Password of the master and replicas reached through Sentinel."""
+    reconcile_interval: float = Field(default=60.0, ge=0)
+    """Seconds between reconcile passes of the worker holding the recovery lock (0 = only
+    at startup and after Redis lost its data or its connection)."""
+    reconcile_grace: float = Field(default=10.0, ge=0)
+    """A missing job whose row changed less than this many seconds ago is left for the
+    next pass (an enqueue pushes right after committing its row)."""
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinel_list(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _port_sum(cls, value: object) -> object:
+        if isinstance(value, str) and "+" in value:
+            return sum(int(part) for part in value.split("+"))
+        return value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _retention_map(cls, value: object) -> object:
+        if isinstance(value, str | int | float) and "=" not in str(value):
+            return dict.fromkeys(("succeeded", "failed", "cancelled"), float(value))
+        value = _split_map(value)
+        if isinstance(value, dict) and set(value) - {"succeeded", "failed", "cancelled"}:
+            raise ValueError("statuses must be succeeded, failed or cancelled")
+        return value
+
     audio: AudioSettings = Field(default_factory=AudioSettings)
     video: VideoSettings = Field(default_factory=VideoSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     _split_lists = field_validator("queues", "processors", "preload", mode="before")(
         staticmethod(_split_list)
     )
     _split_maps = field_validator("queue_processors", mode="before")(staticmethod(_split_map))
 
+    @model_validator(mode="after")
+    def _folders(self) -> Settings:
+        """Fill the folders' defaults and make them absolute (a relative one is taken from
+        the current folder once, here)."""
+        self.data_dir = (self.data_dir or default_data_dir()).expanduser().resolve()
+        self.media_root = (self.media_root or self.data_dir / "media").expanduser().resolve()
+        self.output_dir = (self.output_dir or self.data_dir / "output").expanduser().resolve()
+        return self
+
     @field_validator("queues")
     @classmethod
     def _at_least_one_queue(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("WORKER_QUEUES names no queue")
+        from worker.keys import queue_name_error
+
+        for name in value:
+            if (error := queue_name_error(name)) is not None:
+                raise ValueError(error)
         return value
 
     @property
@@ -262,10 +401,11 @@ def settings_table() -> str:
         (AudioSettings, "AUDIO_"),
         (VideoSettings, "VIDEO_"),
         (LLMSettings, "LLM_"),
+        (WebSettings, "WEB_"),
     ]
     for cls, prefix in sections:
         for name, field in cls.model_fields.items():
-            if name in ("audio", "video", "llm"):
+            if name in ("audio", "video", "llm", "web"):
                 continue
             alias = field.validation_alias
             env = (

@@ -14,7 +14,10 @@ python=${PYTHON:-python3}
 
 if [ "$mode" = "--test" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=()
-    for pkg in redis-server redis-tools postgresql espeak-ng sox libsox-fmt-all; do
+    # prometheus: promtool checks the metrics output; systemd: systemd-analyze rates the unit.
+    # chromium: the web dashboard's browser tests (tests/web) drive it headless.
+    # redis-sentinel: the Sentinel failover test (tests/ledger) starts three on loopback ports.
+    for pkg in redis-server redis-tools postgresql espeak-ng sox libsox-fmt-all prometheus systemd chromium redis-sentinel; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ ${#need[@]} -gt 0 ]; then

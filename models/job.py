@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, Integer, String, Text
+from sqlalchemy import CheckConstraint, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, UTCDateTime
@@ -19,13 +19,19 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES!r}", name="status"),  # ck_jobs_status
+        # The web dashboard's keyset-paginated lists and throughput chart (migration 0003).
+        Index("ix_jobs_queued_at_id", "queued_at", "id"),
+        Index("ix_jobs_status_queued_at_id", "status", "queued_at", "id"),
+        Index("ix_jobs_processor_queued_at_id", "processor", "queued_at", "id"),
+        Index("ix_jobs_queue_queued_at_id", "queue", "queued_at", "id"),
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     queue: Mapped[str | None] = mapped_column(String(128))
-    processor: Mapped[str | None] = mapped_column(String(128), index=True)
+    processor: Mapped[str | None] = mapped_column(String(128))
     params: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int | None] = mapped_column(Integer)
     progress: Mapped[float | None] = mapped_column(Float)
@@ -39,3 +45,5 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[str | None] = mapped_column(Text)
+    """The job's JSON payload, for rebuilding Redis from the ledger (migration 0004)."""

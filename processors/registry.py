@@ -12,7 +12,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import TypeVar
 
-from processors.base import PermanentError, Processor
+from processors.base import ConfigError, PermanentError, Processor
 
 ENTRY_POINT_GROUP = "stoker.processors"
 
@@ -41,11 +41,18 @@ def register(cls: P) -> P:
 
 
 def load_dotted(path: str) -> type[Processor]:
-    """Import `module:Class` (or `module.Class`) and register it."""
+    """Import `module:Class` (or `module.Class`) and register it; ConfigError if it can't."""
     module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), attr)
+    if not module_name or not attr:
+        raise ConfigError(f"WORKER_PROCESSORS: {path!r} is not a module:Class path")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except ImportError as exc:
+        raise ConfigError(f"WORKER_PROCESSORS: cannot import {module_name!r}: {exc}") from None
+    except AttributeError:
+        raise ConfigError(f"WORKER_PROCESSORS: {module_name!r} has no {attr!r}") from None
     if not (isinstance(cls, type) and issubclass(cls, Processor)):
-        raise TypeError(f"{path} is not a Processor subclass")
+        raise ConfigError(f"WORKER_PROCESSORS: {path} is not a Processor subclass")
     return register(cls)
 
 

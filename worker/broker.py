@@ -7,7 +7,6 @@ to the worker's in-flight list, and it leaves that list only through `ack`, `sch
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -15,6 +14,7 @@ from typing import Any
 
 import redis
 
+from worker.failed import encode_entry, read_entry
 from worker.keys import Keys
 
 _SCRIPT = resources.files("worker").joinpath("stoker.lua").read_text()
@@ -49,10 +49,22 @@ class FetchResult:
 class Broker:
     """Queue operations for one worker (or a CLI). Not thread-safe: one per thread."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, worker_id: str = "cli") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        worker_id: str = "cli",
+        *,
+        max_payload_bytes: int = 1_048_576,
+        failed_max: int = 0,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.worker_id = worker_id
+        self.max_payload_bytes = max_payload_bytes
+        """Longer payloads are never decoded inside Redis (they carry no id there)."""
+        self.failed_max = failed_max
+        """The failed list keeps at most this many entries, oldest dropped (0: no cap)."""
         self._script = client.register_script(_SCRIPT)
         self._conn: Any = None
         self._pending: tuple[list[str], tuple[Any, ...]] | None = None
@@ -168,11 +180,19 @@ class Broker:
             for q in queues:
                 keys += [self.keys.queue(q), self.keys.inflight(self.worker_id, q)]
             self._fetch_keys[tuple(queues)] = keys
-        args = ("fetch", time.time(), self.worker_id, promote_limit, int(prefetch), started or "")
+        args = (
+            "fetch",
+            time.time(),
+            self.worker_id,
+            promote_limit,
+            int(prefetch),
+            started or "",
+            self.max_payload_bytes,
+        )
         return keys, args
 
     def _fetch_result(self, queues: list[str], res: Any, prefetch: bool) -> FetchResult:
-        if not res[0]:
+        if res[0] is None:  # an empty payload (b"") is a job too
             due = res[4] if len(res) > 4 and res[4] not in (b"", "") else None
             return FetchResult(None, float(due) if due is not None else None)
         queue = queues[int(res[1]) - 1]
@@ -197,7 +217,11 @@ class Broker:
         if raw is None:
             return None
         holder, count = self._call(
-            [self.keys.running, self.keys.deliveries], "claim", self.worker_id, raw
+            [self.keys.running, self.keys.deliveries],
+            "claim",
+            self.worker_id,
+            raw,
+            self.max_payload_bytes,
         )
         return self._delivery(raw, queue, holder, count)
 
@@ -209,6 +233,7 @@ class Broker:
             delivery.raw,
             payload,
             self.worker_id,
+            self.max_payload_bytes,
         )
         delivery.raw = payload.encode()
         delivery.duplicate_of = _s(holder) or None
@@ -222,7 +247,7 @@ class Broker:
         # A duplicate was never claimed: the running mark is someone else's (or this
         # worker's, for the job it is running now).
         claimant = "" if delivery.duplicate_of else self.worker_id
-        self._call(keys, "release", delivery.raw, claimant)
+        self._call(keys, "release", delivery.raw, claimant, self.max_payload_bytes)
 
     def ack(self, delivery: Delivery, job_id: str | None) -> None:
         """Take a job whose outcome is recorded out of flight."""
@@ -230,7 +255,7 @@ class Broker:
 
     def ack_many(self, acks: list[tuple[Delivery, str | None]]) -> None:
         """Take several jobs whose outcomes are recorded out of flight, in one call."""
-        keys = [self.keys.running, self.keys.deliveries]
+        keys = [self.keys.running, self.keys.deliveries, self.keys.cancel]
         args: list[Any] = ["ack"]
         for delivery, job_id in acks:
             if delivery.inflight_key not in keys:
@@ -241,33 +266,48 @@ class Broker:
     def drop_duplicate(self, delivery: Delivery) -> None:
         self._call([delivery.inflight_key], "drop", delivery.raw)
 
-    def schedule(self, delivery: Delivery, job_id: str, payload: str, due: float) -> None:
-        """Take the job out of flight and into the scheduled set, due at `due` (epoch s)."""
+    def schedule(self, delivery: Delivery, job_id: str, payload: str, due: float) -> bool:
+        """Take the job out of flight and into the scheduled set, due at `due` (epoch s).
+
+        False when its cancellation was asked meanwhile: it left flight, not scheduled.
+        """
         member = f"{self.keys.queue(delivery.queue)}\n{payload}"
         keys = [delivery.inflight_key, self.keys.running, self.keys.deliveries]
-        self._call([*keys, self.keys.scheduled], "schedule", delivery.raw, job_id, due, member)
+        keys += [self.keys.scheduled, self.keys.cancel]
+        return self._call(keys, "schedule", delivery.raw, job_id, due, member) != 2
 
     def fail(self, delivery: Delivery, job_id: str | None, entry: dict[str, Any]) -> None:
         """Move the job from flight to the failed list as `entry`."""
         keys = [delivery.inflight_key, self.keys.running, self.keys.deliveries, self.keys.failed]
-        self._call(keys, "fail", delivery.raw, job_id or "", json.dumps(entry, default=str))
+        keys.append(self.keys.cancel)
+        args = (delivery.raw, job_id or "", encode_entry(entry), self.failed_max)
+        self._call(keys, "fail", *args, self.max_payload_bytes)
 
-    def requeue_front(self, delivery: Delivery, job_id: str, payload: str) -> None:
-        """Put the job back at the front of its queue (graceful shutdown), no attempt charged."""
+    def requeue_front(self, delivery: Delivery, job_id: str, payload: str) -> bool:
+        """Put the job back at the front of its queue (graceful shutdown), no attempt charged.
+
+        False when its cancellation was asked meanwhile: it left flight, not requeued.
+        """
         keys = [delivery.inflight_key, self.keys.running, self.keys.deliveries]
-        keys.append(self.keys.queue(delivery.queue))
-        self._call(keys, "requeue_front", delivery.raw, job_id, payload)
+        keys += [self.keys.queue(delivery.queue), self.keys.cancel]
+        return self._call(keys, "requeue_front", delivery.raw, job_id, payload) != 2
+
+    def cancel_running(self, job_id: str) -> str | None:
+        """Ask the worker running (or holding) `job_id` to stop it; its id, or None."""
+        holder = self._call([self.keys.running, self.keys.cancel], "cancel", job_id)
+        return _s(holder) if holder else None
+
+    def job_id(self, raw: bytes | str) -> str | None:
+        """The id Redis's side sees in a payload (the rule of `protocol.job_id_of`)."""
+        return _s(self._call([], "id", raw, self.max_payload_bytes)) or None
+
+    def unlock(self, key: str, token: str) -> bool:
+        """Delete the lock `key` only while `token` still holds it."""
+        return bool(self._call([key], "unlock", token))
 
     # Failed list
     def failed_entries(self) -> list[tuple[bytes, dict[str, Any]]]:
-        out = []
-        for raw in self.client.lrange(self.keys.failed, 0, -1):
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                entry = {"id": None, "raw": raw.decode(errors="replace")}
-            out.append((raw, entry if isinstance(entry, dict) else {"raw": entry}))
-        return out
+        return [(raw, read_entry(raw)) for raw in self.client.lrange(self.keys.failed, 0, -1)]
 
     def requeue_failed(self, raw_entry: bytes, queue: str, payload: str) -> bool:
         keys = [self.keys.failed, self.keys.queue(queue)]
@@ -276,8 +316,11 @@ class Broker:
     # Workers and recovery
     def recover(
         self, dead_worker: str, queues: list[str], max_deliveries: int, failed_at: str
-    ) -> tuple[list[str], list[str]]:
-        """Return a dead worker's in-flight jobs to their queues (poison pills to failed)."""
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Return a dead worker's in-flight jobs to their queues (poison pills to failed).
+
+        Returns the ids recovered, poisoned, and cancelled (asked to stop: not requeued).
+        """
         keys = [
             self.keys.running,
             self.keys.deliveries,
@@ -285,11 +328,13 @@ class Broker:
             self.keys.heartbeat(dead_worker),
             self.keys.worker(dead_worker),
             self.keys.workers,
+            self.keys.cancel,
         ]
         for q in queues:
             keys += [self.keys.inflight(dead_worker, q), self.keys.queue(q)]
-        recovered, poisoned = self._call(keys, "recover", dead_worker, max_deliveries, failed_at)
-        return [_s(x) for x in recovered], [_s(x) for x in poisoned]
+        args = (dead_worker, max_deliveries, failed_at, self.max_payload_bytes, self.failed_max)
+        recovered, poisoned, cancelled = self._call(keys, "recover", *args, *queues)
+        return [_s(x) for x in recovered], [_s(x) for x in poisoned], [_s(x) for x in cancelled]
 
 
 def _s(value: Any) -> str:

@@ -6,15 +6,26 @@ python -m worker info [--json]            queues, in flight, scheduled, failed, 
 python -m worker failed list|show ID|requeue ID|requeue --all|purge
 python -m worker enqueue PROCESSOR --params '{...}' [--queue Q] [--id ID] [--delay S]
 python -m worker cancel ID                stop a queued or running job
+python -m worker watch ID                 follow a job live: progress and stage, then its result
+python -m worker results ID [--frames] [--format json|csv] [-o FILE]
 python -m worker demo                     enqueue demo jobs, run them, show the results
+python -m worker health [--worker ID] [--json]   exit 0 if the worker is alive and ready
+python -m worker exporter [--port P]      cluster metrics (queues, workers, jobs) for Prometheus
+python -m worker prune --older-than 30d [--status S] [--dry-run]   delete old finished jobs
+python -m worker reconcile [--dry-run] [--json]   restore unfinished jobs Redis lost
+python -m worker web [--host H] [--port P]   the web dashboard and HTTP API (127.0.0.1:9181)
+
+Every command finds the same data folder from any current folder (`WORKER_DATA_DIR`,
+default the checkout's `var/`). Commands that only read never start the embedded Redis.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import signal
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,12 +33,14 @@ from typing import Any
 import redis
 
 from config import Settings, get_settings
-from worker.broker import Broker
-from worker.heartbeat import live_workers
+from worker import ledger_cli, ops_cli
+from worker.admin import Admin, AdminError
+from worker.cli_jobs import render_results, watch
+from worker.cli_output import failed_table, format_failed_entry, format_info, format_status
 from worker.keys import Keys
 from worker.logs import configure_logging
-from worker.protocol import BadPayload, Job, new_job_id, parse_payload, utcnow
 from worker.store import JobStore
+from worker.web import cli as web_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show a job")
     st.add_argument("id")
     st.add_argument("--json", action="store_true")
+    st.add_argument("--full", action="store_true", help="the whole result, indented")
 
     info = sub.add_parser("info", help="queues, in flight, scheduled, failed, workers")
     info.add_argument("--json", action="store_true")
@@ -50,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = failed.add_subparsers(dest="action", required=True)
     fl = fsub.add_parser("list")
     fl.add_argument("--json", action="store_true")
+    fl.add_argument("--wide", action="store_true", help="never cut the error column")
     fs = fsub.add_parser("show")
     fs.add_argument("id")
+    fs.add_argument("--json", action="store_true")
     fr = fsub.add_parser("requeue")
     fr.add_argument("id", nargs="?")
     fr.add_argument("--all", action="store_true")
@@ -69,32 +85,103 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("id")
 
-    sub.add_parser("demo", help="enqueue demo jobs, run them in burst mode, show them")
+    wa = sub.add_parser("watch", help="follow a job live until it ends")
+    wa.add_argument("id")
+    wa.add_argument("--timeout", type=float, default=None, help="give up after S seconds")
+
+    res = sub.add_parser("results", help="print or export a job's result or frame_results")
+    res.add_argument("id")
+    res.add_argument("--frames", action="store_true", help="the frame_results rows")
+    res.add_argument("--format", choices=("json", "csv"), default="json")
+    res.add_argument("-o", "--output", help="write to this file instead of stdout")
+
+    demo = sub.add_parser("demo", help="run a job on every installed processor, show them")
+    demo.add_argument("--only", help="comma-separated processors (default: all installed)")
+    ops_cli.add_parsers(sub)
+    ledger_cli.add_parsers(sub)  # reconcile (worker/ledger_cli.py)
+    web_cli.add_parsers(sub)  # web (worker/web/cli.py)
     return p
 
 
-class App:
-    """Connections shared by the CLI commands."""
+READ_ONLY = {
+    ("status",),
+    ("info",),
+    ("failed", "list"),
+    ("failed", "show"),
+    ("watch",),
+    ("results",),
+}
+"""Commands that only read: they never start the embedded Redis nor migrate the database."""
 
-    def __init__(self, settings: Settings) -> None:
-        from worker.worker import connect_redis
+
+class App:
+    """Connections shared by the CLI commands.
+
+    With `write`, the embedded Redis is joined or started (and left, shutting it down when
+    no worker uses it, on `close`); without, it is only joined when it already runs, and
+    `client` is None otherwise.
+    """
+
+    def __init__(self, settings: Settings, *, write: bool = True) -> None:
+        from worker.redis_server import EmbeddedServer
 
         self.settings = settings
         self.keys = Keys.from_settings(settings)
-        self.client, self.server = connect_redis(settings)
-        self.broker = Broker(self.client, self.keys)
+        self.server: EmbeddedServer | None = None
+        url = settings.redis_url
+        if not url and not settings.redis_sentinels:
+            self.server = EmbeddedServer(settings.data_dir, settings.embedded_port)
+            url = self.server.acquire(start=write)
+        self.redis_url = url
+        self.client = (
+            redis.Redis.from_url(url, socket_connect_timeout=5, socket_keepalive=True)
+            if url
+            else None
+        )
+        if settings.redis_sentinels:  # the master the Sentinels name (worker/connection.py)
+            from worker.connection import sentinel_client
+
+            self.client = sentinel_client(settings)
         self.store = JobStore(settings.resolved_database_url)
-        self.store.migrate()
+        if write or not _sqlite_file_exists(settings.resolved_database_url):
+            self.store.migrate()
+        self.admin = Admin(settings, self.client, self.store) if self.client else None
+        self.broker = self.admin.broker if self.admin else None
+
+    def where(self) -> dict[str, str]:
+        """Which Redis and which database this CLI talks to, and the data folder."""
+        from worker.logs import redact_url
+
+        if self.server is None:
+            redis_text = redact_url(self.redis_url or "")
+        elif self.client is None:
+            redis_text = f"embedded, not running (starts with a worker; data {self.server.folder})"
+        else:
+            redis_text = f"{self.redis_url} (embedded, data {self.server.folder})"
+        return {
+            "redis": redis_text,
+            "database": redact_url(self.settings.resolved_database_url),
+            "data": str(self.settings.data_dir),
+        }
 
     def close(self) -> None:
         self.store.close()
         if self.server is not None:
-            self.server.stop()
+            self.server.release()
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    """True unless `url` names a SQLite file that does not exist yet."""
+    if not url.startswith("sqlite:///"):
+        return True
+    from pathlib import Path
+
+    return Path(url.removeprefix("sqlite:///")).exists()
 
 
 @contextmanager
-def app(settings: Settings) -> Iterator[App]:
-    a = App(settings)
+def app(settings: Settings, *, write: bool = True) -> Iterator[App]:
+    a = App(settings, write=write)
     try:
         yield a
     finally:
@@ -103,8 +190,18 @@ def app(settings: Settings) -> Iterator[App]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # pydantic's ValidationError: one line per bad setting
+        print(f"configuration error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     command = args.command or "run"
+    if command in ops_cli.COMMANDS:  # health, exporter, prune (worker/ops_cli.py)
+        return ops_cli.run(command, args, settings)
+    if command in ledger_cli.COMMANDS:  # reconcile (worker/ledger_cli.py)
+        return ledger_cli.run(command, args, settings)
+    if command in web_cli.COMMANDS:  # web dashboard and HTTP API (worker/web/cli.py)
+        return web_cli.run(command, args, settings)
     if command == "run":
         updates: dict[str, Any] = {}
         if getattr(args, "queues", None):
@@ -114,17 +211,35 @@ def main(argv: list[str] | None = None) -> int:
         if updates:
             settings = settings.model_copy(update=updates)
         return cmd_run(settings, burst=getattr(args, "burst", False))
+    # Ctrl-C interrupts the other commands at once (only `run` shuts down gracefully).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
-    with app(settings) as a:
+    if command == "demo":
+        from worker.demo import run_demo
+
+        only = {p.strip() for p in args.only.split(",")} if args.only else None
+        return run_demo(settings, only=only)
+    write = (command, *([args.action] if command == "failed" else [])) not in READ_ONLY
+    with app(settings, write=write) as a:
         handler = {
             "status": cmd_status,
             "info": cmd_info,
             "failed": cmd_failed,
             "enqueue": cmd_enqueue,
             "cancel": cmd_cancel,
-            "demo": cmd_demo,
+            "watch": cmd_watch,
+            "results": cmd_results,
         }[command]
         return handler(a, args)
+
+
+def _one_line(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in errors()
+        )
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def cmd_run(settings: Settings, *, burst: bool) -> int:
@@ -133,181 +248,108 @@ def cmd_run(settings: Settings, *, burst: bool) -> int:
     configure_logging(settings)
     worker = Worker(settings, burst=burst)
     worker.install_signal_handlers()
+    print(startup_banner(settings, worker), file=sys.stderr, flush=True)
     return worker.run()
+
+
+def startup_banner(settings: Settings, worker: Any) -> str:
+    """Where the worker's Redis and database are, and the exact line that pushes a job."""
+    from worker.logs import redact_url
+    from worker.redis_server import redis_cli_command
+
+    server = getattr(worker, "_redis_server", None)
+    url = settings.redis_url or (server.url if server else "")
+    where = f"{url} (embedded, data {server.folder})" if server else redact_url(url)
+    queue_key = worker.keys.queue(worker.queues[0])
+    push = redis_cli_command(
+        url if server else "redis://127.0.0.1:6379/0",
+        queue_key,
+        '{"processor": "echo", "params": {"text": "hi"}}',
+    )
+    return "\n".join(
+        [
+            f"stoker worker {worker.worker_id}: queues {', '.join(worker.queues)}",
+            f"  redis     {where}",
+            f"  database  {redact_url(settings.resolved_database_url)}",
+            f"  push a job:  {push if server else push + '  (with your Redis: -u URL)'}",
+            "  follow it:   python -m worker watch ID    (Ctrl-C stops after the running job)",
+        ]
+    )
 
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=None, default=str))
 
 
-def find_in_redis(a: App, job_id: str) -> dict[str, Any] | None:
-    """Look for a job the database does not know yet (pushed straight to Redis)."""
-    for q in a.settings.queues:
-        for raw in a.client.lrange(a.keys.queue(q), 0, -1):
-            if _payload_id(raw) == job_id:
-                return {"id": job_id, "status": "queued", "queue": q, "job": _loads(raw)}
-    for member, score in a.client.zrange(a.keys.scheduled, 0, -1, withscores=True):
-        _, _, payload = member.partition(b"\n")
-        if _payload_id(payload) == job_id:
-            return {"id": job_id, "status": "scheduled", "run_at": score, "job": _loads(payload)}
-    for _, entry in a.broker.failed_entries():
-        if entry.get("id") == job_id:
-            return {"id": job_id, "status": "failed", "error": entry.get("error")}
-    return None
-
-
-def _loads(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace")
-
-
-def _payload_id(raw: bytes) -> str | None:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    return str(data["id"]) if isinstance(data, dict) and "id" in data else None
-
-
 def cmd_status(a: App, args: argparse.Namespace) -> int:
-    row = a.store.get(args.id)
-    if row is None:
-        row = find_in_redis(a, args.id)
+    row = a.admin.job(args.id) if a.admin else a.store.get(args.id)
     if row is None:
         if args.json:
             _print_json({"id": args.id, "status": "unknown"})
         else:
-            print(f"job {args.id}: unknown", file=sys.stderr)
+            print(f"job {args.id}: unknown (looked in {a.where()['database']})", file=sys.stderr)
         return 1
     if args.json:
         _print_json(row)
         return 0
-    print(f"job {row['id']}: {row['status']}")
-    for key in (
-        "queue",
-        "processor",
-        "attempts",
-        "progress",
-        "stage",
-        "worker_id",
-        "queued_at",
-        "started_at",
-        "finished_at",
-        "run_at",
-        "error_type",
-        "error",
-    ):
-        if row.get(key) not in (None, ""):
-            print(f"  {key:12} {row[key]}")
-    if row.get("result") is not None:
-        print(f"  {'result':12} {json.dumps(row['result'])[:2000]}")
-    for att in a.store.attempts(args.id):
-        detail = f" {att['error_type']}: {att['error']}" if att.get("error") else ""
-        print(f"  attempt {att['number']}: {att['outcome']} on {att['worker_id']}{detail}")
+    print(format_status(row, a.store.attempts(args.id), full=args.full))
     return 0
 
 
-def gather_info(a: App) -> dict[str, Any]:
-    c, k = a.client, a.keys
-    queues = {q: c.llen(k.queue(q)) for q in a.settings.queues}
-    workers = live_workers(c, k)
-    for w in workers:
-        # The in-flight lists are the truth about what a worker runs right now.
-        held = [
-            raw
-            for q in (w.get("queues") or "").split(",")
-            if q
-            for raw in c.lrange(k.inflight(w["id"], q), 0, -1)
-        ]
-        w["in_flight"] = len(held)
-        w["current_job"] = ",".join(filter(None, (_payload_id(raw) for raw in held)))
-    return {
-        "queues": queues,
-        "scheduled": c.zcard(k.scheduled),
-        "failed": c.llen(k.failed),
-        "running": c.hlen(k.running),
-        "workers": workers,
-        "live_workers": sum(1 for w in workers if w["alive"]),
-        "jobs_by_status": a.store.status_counts(),
-    }
-
-
 def cmd_info(a: App, args: argparse.Namespace) -> int:
-    info = gather_info(a)
+    if a.admin is not None:
+        info = a.admin.info()
+    else:
+        info = {
+            "redis_down": "no worker runs in this data folder: queues unknown",
+            "jobs_by_status": a.store.status_counts(),
+        }
+    info["where"] = a.where()
     if args.json:
         _print_json(info)
         return 0
-    print("queues (priority order):")
-    for q, n in info["queues"].items():
-        print(f"  {a.keys.queue(q):40} {n}")
-    print(f"scheduled (retries, run_at): {info['scheduled']}")
-    print(f"failed:                      {info['failed']}  ({a.keys.failed})")
-    print(f"running:                     {info['running']}")
-    print(f"workers: {info['live_workers']} live")
-    for w in info["workers"]:
-        state = "alive" if w["alive"] else "DEAD (awaiting recovery)"
-        print(
-            f"  {w['id']:40} {state:8} in flight {w['in_flight']}"
-            f"  job {w.get('current_job') or '-'}  device {w.get('device') or '?'}"
-        )
-    counts = sorted(info["jobs_by_status"].items())
-    print("jobs by status:", ", ".join(f"{s} {n}" for s, n in counts))
+    queue_keys = {q: a.keys.queue(q) for q in a.settings.queues}
+    print(format_info(info, queue_keys, a.keys.failed))
     return 0
 
 
 def cmd_failed(a: App, args: argparse.Namespace) -> int:
-    entries = a.broker.failed_entries()
+    if a.admin is None:
+        print("no worker runs here (its Redis holds the failed list)", file=sys.stderr)
+        return 1
     if args.action == "list":
-        if getattr(args, "json", False):
-            _print_json([e for _, e in entries])
+        entries = [e for _, e in a.admin.failed()]
+        if args.json:
+            _print_json(entries)
             return 0
-        for _, e in entries:
-            err = e.get("error") or {}
-            print(
-                f"{e.get('id')}  {e.get('failed_at', '')}  attempts={e.get('attempts')}  "
-                f"{err.get('type')}: {(err.get('message') or '')[:120]}"
-            )
-        print(f"{len(entries)} failed", file=sys.stderr)
+        width = None if args.wide or not sys.stdout.isatty() else shutil.get_terminal_size()[0]
+        if entries:
+            print(failed_table(entries, width))
+        hint = "; `failed show ID` for the whole message and traceback" if entries else ""
+        print(f"{len(entries)} failed{hint}", file=sys.stderr)
         return 0
     if args.action == "show":
-        for _, e in entries:
-            if e.get("id") == args.id:
-                print(json.dumps(e, indent=2, default=str))
-                return 0
-        print(f"no failed job {args.id}", file=sys.stderr)
-        return 1
+        entry = a.admin.failed_entry(args.id)
+        if entry is None:
+            print(f"no failed job {args.id}", file=sys.stderr)
+            return 1
+        print(json.dumps(entry, indent=2, default=str) if args.json else format_failed_entry(entry))
+        return 0
     if args.action == "purge":
-        n = a.client.delete(a.keys.failed) and len(entries)
-        print(f"purged {n} failed jobs")
+        print(f"purged {a.admin.purge_failed()} failed jobs")
         return 0
     if args.action == "requeue":
         if not args.all and not args.id:
             print("requeue needs an ID or --all", file=sys.stderr)
             return 2
-        done = 0
-        for raw, e in entries:
-            if not args.all and e.get("id") != args.id:
-                continue
-            job = e.get("job")
-            if not isinstance(job, dict):
-                print(f"{e.get('id')}: not a JSON object, cannot be requeued", file=sys.stderr)
-                continue
-            job = {**job, "id": e.get("id") or job.get("id")}
-            job.pop("attempts", None)
-            queue = e.get("queue") or a.settings.queues[0]
-            try:
-                spec, _ = parse_payload(json.dumps(job), max_bytes=a.settings.max_payload_bytes * 2)
-            except BadPayload:
-                spec = None
-            payload = spec.to_payload() if spec else json.dumps(job)
-            if a.broker.requeue_failed(raw, queue, payload):
-                if spec is not None:
-                    a.store.enqueued(spec, queue)
-                done += 1
-                print(f"requeued {e.get('id')} on {queue}")
-        if done == 0:
+        try:
+            done = a.admin.requeue_failed(None if args.all else args.id)
+        except AdminError as exc:
+            print(exc.message, file=sys.stderr)
+            return 1
+        for job_id, queue in done:
+            print(f"requeued {job_id} on {queue}")
+        if not done:
             print("nothing requeued", file=sys.stderr)
             return 1
         return 0
@@ -317,93 +359,66 @@ def cmd_failed(a: App, args: argparse.Namespace) -> int:
 def cmd_enqueue(a: App, args: argparse.Namespace) -> int:
     try:
         params = json.loads(args.params)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         print(f"--params is not JSON: {exc}", file=sys.stderr)
         return 2
-    queue = args.queue or a.settings.queues[0]
-    data: dict[str, Any] = {
-        "id": args.id or new_job_id(),
-        "processor": args.processor,
-        "params": params,
-        "queued_at": utcnow().isoformat(),
-    }
-    if args.max_attempts:
-        data["max_attempts"] = args.max_attempts
-    if args.timeout is not None:
-        data["timeout"] = args.timeout
-    run_at = time.time() + args.delay if args.delay > 0 else None
-    if run_at:
-        data["run_at"] = run_at
     try:
-        job: Job = Job.model_validate(data)
-    except Exception as exc:
-        print(f"invalid job: {exc}", file=sys.stderr)
+        job = a.admin.enqueue(
+            args.processor,
+            params,
+            queue=args.queue,
+            job_id=args.id,
+            delay=args.delay,
+            max_attempts=args.max_attempts,
+            timeout=args.timeout,
+        )
+    except AdminError as exc:
+        print(f"not enqueued: {exc.message}", file=sys.stderr)
         return 2
-    a.store.enqueued(job, queue)
-    # In the scheduled set the score holds the due time: the promoted job runs at once.
-    payload = job.model_copy(update={"run_at": None}).to_payload()
-    a.broker.enqueue(queue, payload, run_at=run_at)
     print(job.id)
     return 0
 
 
 def cmd_cancel(a: App, args: argparse.Namespace) -> int:
-    removed = 0
-    for q in a.settings.queues:
-        for raw in a.client.lrange(a.keys.queue(q), 0, -1):
-            if _payload_id(raw) == args.id and a.client.lrem(a.keys.queue(q), 1, raw):
-                removed += 1
-                if a.store.get(args.id) is None:
-                    # Pushed straight to Redis: give it a row, so its cancellation shows.
-                    default = a.settings.queue_processors.get(q)
-                    try:
-                        job, _ = parse_payload(raw, default_processor=default)
-                        a.store.enqueued(job, q)
-                    except BadPayload:
-                        pass
-    a.client.sadd(a.keys.cancel, args.id)
-    a.store.cancel(args.id)
-    print(f"cancelled {args.id}" + (f" (removed {removed} from its queue)" if removed else ""))
-    return 0
+    result = a.admin.cancel(args.id)
+    print(result.message, file=sys.stdout if result.acted else sys.stderr)
+    return 0 if result.acted else 1
 
 
-def cmd_demo(a: App, args: argparse.Namespace) -> int:
-    """Start the daemon, enqueue a few jobs (one of them bad), show where each ended."""
-    import os
-    import signal
-    import subprocess
+def cmd_watch(a: App, args: argparse.Namespace) -> int:
+    def load() -> dict[str, Any] | None:
+        return a.admin.job(args.id) if a.admin else a.store.get(args.id)
 
-    queue = a.settings.queues[0]
-    env = {**os.environ, "REDIS_URL": _client_url(a.client)}
-    daemon = subprocess.Popen([sys.executable, "-m", "worker", "run"], env=env)
-    ids = []
+    def subscribe() -> Any:
+        pubsub = a.client.pubsub()  # type: ignore[union-attr]
+        pubsub.subscribe(a.keys.progress_channel(args.id))
+        return pubsub
+
+    if load() is None:
+        print(f"job {args.id}: unknown (looked in {a.where()['database']})", file=sys.stderr)
+        return 1
     try:
-        for text in ("hello", "from", "stoker"):
-            job = Job(id=new_job_id(), processor="echo", params={"text": text}, queued_at=utcnow())
-            a.store.enqueued(job, queue)
-            a.broker.enqueue(queue, job.to_payload())
-            ids.append(job.id)
-        a.client.lpush(a.keys.queue(queue), '{"id": "demo-bad", "processor": "no_such_processor"}')
-        ids.append("demo-bad")
-        print(f"enqueued {len(ids)} demo jobs on {a.keys.queue(queue)}", flush=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and daemon.poll() is None:
-            rows = [a.store.get(i) or {} for i in ids]
-            if all(r.get("status") in ("succeeded", "failed") for r in rows):
-                break
-            time.sleep(0.2)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(90)
-    print("demo jobs:")
-    for job_id in ids:
-        row = a.store.get(job_id) or {}
-        detail = json.dumps(row.get("result")) if row.get("result") else row.get("error") or ""
-        print(f"  {job_id:34} {row.get('status', '?'):10} {detail}")
-    ok = all((a.store.get(i) or {}).get("status") == "succeeded" for i in ids[:-1])
-    return 0 if ok else 1
+        return watch(load, subscribe=subscribe if a.client else None, timeout=args.timeout)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
 
 
-def _client_url(client: redis.Redis) -> str:
-    kw = client.connection_pool.connection_kwargs
-    return f"redis://{kw.get('host', '127.0.0.1')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+def cmd_results(a: App, args: argparse.Namespace) -> int:
+    row = a.store.get(args.id)
+    if row is None:
+        print(f"job {args.id}: unknown (looked in {a.where()['database']})", file=sys.stderr)
+        return 1
+    frames = a.store.frame_rows(args.id) if args.frames else None
+    if frames is None and row["status"] != "succeeded":
+        print(f"job {args.id} is {row['status']}: no result yet", file=sys.stderr)
+        return 1
+    text = render_results(row, frames, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        what = f"{len(frames)} frame rows" if frames is not None else "the result"
+        print(f"wrote {what} of job {args.id} to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -60,6 +60,10 @@ class JobRunner:
     settings: Settings
     device: str = ""
     processors: dict[str, Processor] = field(default_factory=dict)
+    loads: list[tuple[str, float]] = field(default_factory=list)
+    """(processor, seconds) of each load since `worker.gpu.child_report` last took them."""
+    on_load: Callable[[], None] | None = None
+    """Called after each load (the executor child reports it at once: the job may crash)."""
 
     def __post_init__(self) -> None:
         if not self.device:
@@ -75,8 +79,12 @@ class JobRunner:
         proc = self.processors.get(name)
         if proc is None:
             cls = get_processor_class(name)
+            loading = time.perf_counter()
             proc = cls(self.settings)
             proc.load(self.device)
+            self.loads.append((name, time.perf_counter() - loading))
+            if self.on_load is not None:
+                self.on_load()
             self.processors[name] = proc
         return proc
 

@@ -129,6 +129,8 @@ class ProcessExecutor(Executor):
         self._stop = self._ctx.Event()
         self._stop_used = False
         self._poller: Any = None
+        self.reports: list[dict[str, Any]] = []
+        """Model loads and GPU memory the child reported (`worker.gpu`); `worker.ops` drains it."""
 
     @property
     def pid(self) -> int | None:
@@ -158,6 +160,7 @@ class ProcessExecutor(Executor):
         self._poller.register(parent.fileno(), select.POLLIN)
         self._poller.register(self._proc.sentinel, select.POLLIN)
         ready = self._wait_ready()
+        self.reports.append(ready)
         self._config_checked = True
         self.device = ready.get("device", "cpu")
         log.info("executor started", pid=self._proc.pid, device=self.device)
@@ -213,10 +216,14 @@ class ProcessExecutor(Executor):
         stop_sent = False
         conn, sentinel, poller = self._conn, self._proc.sentinel, self._poller
         conn_fd = conn.fileno()
+        # The periodic duties (cancel, shutdown grace, recovery, prefetch hold) run on their
+        # own clock: however fast the executor sends progress or rows, they are never late.
+        next_poll = started + handler.poll_interval
         while True:
-            wait_for = handler.poll_interval
+            now = time.monotonic()
+            wait_for = max(0.0, next_poll - now)
             if deadline is not None:
-                wait_for = max(0.0, min(wait_for, deadline - time.monotonic()))
+                wait_for = max(0.0, min(wait_for, deadline - now))
             ready = [fd for fd, _ in poller.poll(wait_for * 1000)]
             if conn_fd in ready:
                 try:
@@ -224,42 +231,51 @@ class ProcessExecutor(Executor):
                 except (EOFError, OSError):
                     msg = None
                 if msg is not None:
-                    kind = msg["type"]
-                    if kind == "done":
+                    if msg["type"] == "done":
                         outcome = Outcome(**msg["outcome"])
                         self._maybe_recycle()
                         return outcome
-                    if kind == "progress":
-                        handler.progress(msg["job_id"], msg["fraction"], msg["stage"])
-                    elif kind == "rows":
-                        handler.rows(msg["job_id"], msg["kind"], msg["rows"])
-                    elif kind == "job_result":
-                        self._send({"type": "job_result", "result": handler.job_result(msg["id"])})
-                    continue
+                    self._dispatch(msg, handler)
             if sentinel in ready or (conn_fd in ready and not self._proc.is_alive()):
                 self._proc.join(1)
                 return self._crashed(time.monotonic() - started)
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 self.kill()
                 return Outcome(
                     "timeout",
                     error_type="Timeout",
                     message=f"job ran past its timeout of {timeout:g} s; executor killed",
-                    duration=time.monotonic() - started,
+                    duration=now - started,
                 )
+            if now < next_poll:
+                continue
+            next_poll = now + handler.poll_interval
             abort = handler.poll()
             if abort == "kill":
                 self.kill()
                 return Outcome(
                     "interrupted",
                     error_type="Interrupted",
-                    message="stopped by worker shutdown",
+                    message="stopped by worker shutdown or cancellation",
                     duration=time.monotonic() - started,
                 )
             if abort == "stop" and not stop_sent:
                 self._stop.set()
                 self._stop_used = True
                 stop_sent = True
+
+    def _dispatch(self, msg: dict[str, Any], handler: JobHandler) -> None:
+        """Hand one message from the running job to the supervisor's side."""
+        kind = msg["type"]
+        if kind == "progress":
+            handler.progress(msg["job_id"], msg["fraction"], msg["stage"])
+        elif kind == "rows":
+            handler.rows(msg["job_id"], msg["kind"], msg["rows"])
+        elif kind == "job_result":
+            self._send({"type": "job_result", "result": handler.job_result(msg["id"])})
+        elif kind == "report":
+            self.reports.append(msg)
 
     def _crashed(self, duration: float) -> Outcome:
         code = self._proc.exitcode if self._proc is not None else None
@@ -399,12 +415,17 @@ def _child_main(
             return receive().get("result")
 
     hooks = Hooks(progress=progress, emit=emit, job_result=job_result, stop_requested=stop.is_set)
-    send({"type": "ready", "device": runner.device, "pid": os.getpid()})
+    from worker.gpu import child_report
+
+    send({"type": "ready", "device": runner.device, "pid": os.getpid(), **child_report(runner)})
+    runner.on_load = lambda: send({"type": "report", **child_report(runner)})
     # One thread reads the pipe: tasks arrive here between jobs; the stop flag is a shared
     # Event, so no reader thread (and no thread hand-off per job) is needed.
     while (msg := receive()).get("type") == "run":
         throttle.reset()
         outcome = runner.run(Task(**msg["task"]), hooks)
+        if report := child_report(runner):
+            send({"type": "report", **report})
         send({"type": "done", "outcome": outcome.to_dict()})
     for proc in runner.processors.values():
         proc.close()

@@ -85,13 +85,18 @@ class Heartbeat:
 def live_workers(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     """Registered workers with their description and whether their heartbeat is alive."""
     out = []
-    for raw_id in sorted(client.smembers(keys.workers)):
-        wid = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+    ids = [w.decode() if isinstance(w, bytes) else w for w in sorted(client.smembers(keys.workers))]
+    pipe = client.pipeline(transaction=False)  # one round trip for all workers
+    for wid in ids:
+        pipe.hgetall(keys.worker(wid))
+        pipe.pttl(keys.heartbeat(wid))
+    replies = pipe.execute() if ids else []
+    for i, wid in enumerate(ids):
+        fields, ttl_ms = replies[2 * i], replies[2 * i + 1]
         info = {
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in client.hgetall(keys.worker(wid)).items()
+            for k, v in fields.items()
         }
-        ttl_ms = client.pttl(keys.heartbeat(wid))
         info |= {"id": wid, "alive": ttl_ms > 0, "heartbeat_ttl_s": max(ttl_ms, 0) / 1000}
         out.append(info)
     return out

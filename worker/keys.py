@@ -24,9 +24,23 @@ prefix `lahstats`, template `{prefix}:{queue}`, queue `processing`, failed key
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from config import Settings
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def queue_name_error(name: str) -> str | None:
+    """Why `name` is not a valid queue name, or None. A queue name is 1 to 64 letters,
+    digits, `_`, `-`, `.` or `:`, starting with a letter or digit."""
+    if isinstance(name, str) and _QUEUE_NAME.fullmatch(name):
+        return None
+    return (
+        f"invalid queue name {name!r}: use 1 to 64 letters, digits, '_', '-', '.' or ':',"
+        " starting with a letter or digit"
+    )
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,8 @@ class Keys:
         )
 
     def queue(self, name: str) -> str:
-        if "\n" in name or not name:
-            raise ValueError(f"invalid queue name {name!r}")
+        if (error := queue_name_error(name)) is not None:
+            raise ValueError(error)
         return self.queue_template.format(prefix=self.prefix, queue=name)
 
     def inflight(self, worker_id: str, queue: str) -> str:
@@ -84,3 +98,8 @@ class Keys:
     @property
     def cancel(self) -> str:
         return f"{self.prefix}:cancel"
+
+    @property
+    def ledger_mark(self) -> str:
+        """Set by each reconcile pass; its absence means Redis lost its data since."""
+        return f"{self.prefix}:ledger-mark"

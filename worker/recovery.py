@@ -70,24 +70,28 @@ class Recovery:
         handled = 0
         try:
             for wid, queues in dead:
-                recovered, poisoned = self.broker.recover(
+                recovered, poisoned, cancelled = self.broker.recover(
                     wid, queues, self.settings.max_deliveries, utcnow().isoformat()
                 )
                 for job_id in recovered:
                     self.store.lost(job_id, worker_id=wid, poisoned=False)
                 for job_id in poisoned:
                     self.store.lost(job_id, worker_id=wid, poisoned=True)
-                handled += len(recovered) + len(poisoned)
+                for job_id in cancelled:
+                    self.store.cancel(job_id)
+                handled += len(recovered) + len(poisoned) + len(cancelled)
                 log.warning(
                     "recovered jobs of a dead worker",
                     dead_worker=wid,
                     requeued=recovered,
                     poison_pills=poisoned,
+                    cancelled=cancelled,
                     by=self.worker_id,
                 )
                 if stats is not None:
                     stats.recovered += len(recovered)
         finally:
-            if client.get(keys.recovery_lock) == token.encode():
-                client.delete(keys.recovery_lock)
+            # Compare-and-delete in one script: a lock that expired meanwhile and was
+            # taken by another worker is not ours to delete.
+            self.broker.unlock(keys.recovery_lock, token)
         return handled

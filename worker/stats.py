@@ -1,4 +1,18 @@
-"""What a worker did since it started, for the shutdown summary and `info`."""
+"""What a worker did since it started, for the shutdown summary and `info`.
+
+Every job the worker took ends in exactly one of the outcome counts, so they add up:
+`processed = succeeded + failed + retried + requeued + cancelled + rejected`.
+
+- `succeeded`, `failed`, `retried`, `cancelled`: an attempt ran and ended so (a retried job
+  counts once per failed attempt that was scheduled again);
+- `requeued`: put back at the front of its queue by a shutdown, no attempt charged;
+- `rejected`: never ran (bad payload, unknown processor), straight to the failed list.
+
+Not outcomes, listed beside them: `skipped` (a redelivery of a job already finished, or a
+duplicate of one running elsewhere), `deferred` (a `run_at` job moved to the scheduled
+set), `recovered` (dead workers' jobs this worker requeued), and of the attempts that
+failed, `timeouts` and `crashes`.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +24,42 @@ from typing import Any
 @dataclass
 class Stats:
     started: float = field(default_factory=time.monotonic)
-    processed: int = 0
     succeeded: int = 0
     failed: int = 0
     retried: int = 0
     requeued: int = 0
+    cancelled: int = 0
+    rejected: int = 0
     skipped: int = 0
-    """Redeliveries of jobs whose success was already recorded, and duplicates."""
+    deferred: int = 0
     recovered: int = 0
     timeouts: int = 0
     crashes: int = 0
 
+    @property
+    def processed(self) -> int:
+        return (
+            self.succeeded
+            + self.failed
+            + self.retried
+            + self.requeued
+            + self.cancelled
+            + self.rejected
+        )
+
     def summary(self) -> dict[str, Any]:
         uptime = time.monotonic() - self.started
-        finished = self.succeeded + self.failed
+        finished = self.succeeded + self.failed + self.rejected
         return {
             "processed": self.processed,
             "succeeded": self.succeeded,
             "failed": self.failed,
             "retried": self.retried,
             "requeued": self.requeued,
+            "cancelled": self.cancelled,
+            "rejected": self.rejected,
             "skipped": self.skipped,
+            "deferred": self.deferred,
             "recovered": self.recovered,
             "timeouts": self.timeouts,
             "crashes": self.crashes,

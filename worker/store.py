@@ -56,6 +56,7 @@ _START_COLUMNS = (
     "progress",
     "stage",
     "updated_at",
+    "payload",
 )
 
 #: Columns a start-and-success in one batch writes in one upsert.
@@ -326,6 +327,7 @@ class JobStore:
             "queued_at": job.queued_at or now,
             "run_at": job.run_at,
             "updated_at": now,
+            "payload": job.to_payload(),  # the ledger's copy (worker.reconcile)
         }
         stmt = self._insert(jobs).values(**values)
         keep = {"id"}
@@ -377,6 +379,7 @@ class JobStore:
             "progress": 0.0,
             "stage": None,
             "updated_at": started_at,
+            "payload": job.to_payload(),  # the ledger's copy (worker.reconcile)
         }
 
     def status_of(self, job_id: str) -> str | None:
@@ -627,11 +630,15 @@ class JobStore:
                     .values(**values)
                 )
                 if res.rowcount:  # a job that finished before its worker died lost nothing
+                    # Each lost delivery is an attempt of its own: 1, 2, 3 for a poison pill.
+                    made = self.conn.execute(
+                        select(func.count()).where(attempts.c.job_id == job_id)
+                    ).scalar_one()
                     self.conn.execute(
                         self._attempt_stmt,
                         {
                             "job_id": job_id,
-                            "number": row.attempts,
+                            "number": max(row.attempts, made + 1),
                             "worker_id": worker_id,
                             "outcome": "lost",
                             "error_type": "WorkerLost",

@@ -34,14 +34,22 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from config import Settings
 from processors.base import ConfigError
 from processors.registry import known_names, load_configured
-from worker.backoff import db_unavailable, redis_unavailable, retry_while_unavailable
+from worker.backoff import (
+    db_unavailable,
+    fatal_reason,
+    redis_unavailable,
+    retry_while_unavailable,
+)
 from worker.broker import Broker, Delivery
 from worker.execution import Task
 from worker.executor import Abort, Executor, JobHandler, make_executor
+from worker.failed import failed_entry
 from worker.heartbeat import Heartbeat
-from worker.keys import Keys
+from worker.keys import Keys, queue_name_error
+from worker.ops import Ops
 from worker.outcome import Outcome
 from worker.protocol import BadPayload, Job, parse_payload, utcnow
+from worker.reconciler import Reconciler
 from worker.recovery import Recovery
 from worker.retry_policy import RetryPolicy
 from worker.stats import Stats
@@ -52,19 +60,30 @@ log = structlog.get_logger("stoker.worker")
 
 T = TypeVar("T")
 
+#: How often a running job's cancel mark is checked (seconds).
+CANCEL_CHECK_S = 0.5
+#: How long a job asked to stop may take before its executor is killed (seconds).
+STOP_BEFORE_KILL_S = 5.0
+
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def connect_redis(settings: Settings) -> tuple[redis.Redis, Any]:
-    """A client for `REDIS_URL`, or for the embedded server (started if needed)."""
+    """A client for `REDIS_URL`, or for the data folder's shared embedded server (started
+    if needed; the second value, whose `stop()` leaves it, shutting it down if last)."""
+    if settings.redis_sentinels:
+        from worker.connection import sentinel_client
+
+        return sentinel_client(settings), None
     server = None
     url = settings.redis_url
     if not url:
-        from worker.redis_server import embedded_redis_url
+        from worker.redis_server import EmbeddedServer
 
-        url, server = embedded_redis_url(settings.data_dir)
+        server = EmbeddedServer(settings.data_dir, settings.embedded_port)
+        url = server.acquire()
     client = redis.Redis.from_url(
         url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
     )
@@ -93,18 +112,17 @@ class Worker:
         if client is None:
             client, self._redis_server = connect_redis(settings)
         self.client = client
-        self.broker = Broker(client, self.keys, self.worker_id)
+        self.broker = self._broker(client)
         self.store = store or JobStore(settings.resolved_database_url)
         self.executor = executor or make_executor(settings, self.worker_id)
         self.policy = RetryPolicy.from_settings(settings)
         self.stats = Stats()
         self.heartbeat = Heartbeat(client, self.keys, self.worker_id, settings, self.queues)
         self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
+        self.reconciler = Reconciler(client, self.keys, self.store.engine, settings, self.worker_id)
         self._registered = False
         # The writer thread gets its own store and broker (each holds one connection).
-        self.writer = OutcomeWriter(
-            JobStore(self.store.url), Broker(client, self.keys, self.worker_id)
-        )
+        self.writer = OutcomeWriter(JobStore(self.store.url), self._broker(client))
         self.stopping = False
         self.force = False
         self._stop_since: float | None = None
@@ -116,6 +134,16 @@ class Worker:
         self._cancel_current = False
         self._last_maintenance = 0.0
         self._log = log.bind(worker_id=self.worker_id)
+        self.ops = Ops(self)  # metrics, health, systemd notify, retention (worker/ops.py)
+
+    def _broker(self, client: redis.Redis) -> Broker:
+        return Broker(
+            client,
+            self.keys,
+            self.worker_id,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            failed_max=getattr(self.settings, "failed_max", 0),
+        )
 
     # Lifecycle
     def install_signal_handlers(self) -> None:
@@ -138,6 +166,7 @@ class Worker:
         if not self.stopping:
             self.stopping = True
             self._stop_since = time.monotonic()
+            self.ops.stopping()
         self._log.info(
             "shutdown requested",
             reason=reason,
@@ -149,13 +178,19 @@ class Worker:
     def setup(self) -> None:
         self.settings.media_root.mkdir(parents=True, exist_ok=True)
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
-        self._retry_db(self.store.migrate, "migrate")
+        for queue in self.queues:
+            if (error := queue_name_error(queue)) is not None:
+                raise ConfigError(error)
+        # Nothing is held yet: the first stop request ends any wait for Redis or the database.
+        self._retry_db(self.store.migrate, "migrate", give_up=lambda: self.stopping)
         # Configured processor classes are the user's: a bad path fails here, loudly.
         load_configured(self.settings.processors)
-        if self.client.exists(self.keys.heartbeat(self.worker_id)):
+        key = self.keys.heartbeat(self.worker_id)
+        if self._retry_redis(lambda: self.client.exists(key), give_up=lambda: self.stopping):
             raise ConfigError(
                 f"worker id {self.worker_id!r} is in use by a live worker; ids must be unique"
             )
+        self.ops.start()
         self.heartbeat.beat()
         self._registered = True
         self.heartbeat.start()
@@ -175,13 +210,22 @@ class Worker:
             burst=self.burst,
         )
         self.maintenance(every=0.001)
+        self.ops.ready()
 
     def run(self) -> int:
         try:
             self.setup()
-        except ConfigError as exc:
-            self._log.error("configuration error", error=str(exc))
-            self.close()
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, ConfigError) else fatal_reason(exc)
+            stopped = self.stopping and (redis_unavailable(exc) or db_unavailable(exc))
+            if reason is None and not stopped:
+                raise
+            with contextlib.suppress(Exception):
+                self.close()
+            if stopped:
+                self._log.warning("stopped before startup completed", error=str(exc)[:300])
+                return 0
+            self._log.error("configuration error; not starting", error=reason)
             return 2
         try:
             self.loop()
@@ -191,6 +235,7 @@ class Worker:
         return 0
 
     def close(self) -> None:
+        self.ops.close()
         self.writer.close()
         self.heartbeat.stop()
         try:
@@ -225,6 +270,7 @@ class Worker:
     def _loop(self) -> None:
         idle_sleep = 0.0
         while not self.stopping:
+            self.ops.tick()
             self.maintenance()
             self._collect_prefetched()
             if self._orphan_check_due:
@@ -345,6 +391,10 @@ class Worker:
             self.recovery.run(self.stats)
         except (redis.RedisError, OperationalError, DBAPIError) as exc:
             self._log.warning("recovery skipped", error=str(exc))
+        try:  # the ledger: restore jobs Redis lost (worker/reconcile.py)
+            self.reconciler.tick()
+        except (redis.RedisError, OperationalError, DBAPIError) as exc:
+            self._log.warning("reconcile skipped", error=str(exc))
 
     # One job
     def handle(self, delivery: Delivery) -> None:
@@ -385,8 +435,12 @@ class Worker:
             due = job.run_at.timestamp()
             # The scheduled set's score holds the due time: once promoted, the job runs.
             payload = job.model_copy(update={"run_at": None}).to_payload()
-            self._retry_redis(lambda: self.broker.schedule(delivery, job.id, payload, due))
-            jlog.info("job deferred", run_at=job.run_at.isoformat())
+            if self._retry_redis(lambda: self.broker.schedule(delivery, job.id, payload, due)):
+                self.stats.deferred += 1
+                jlog.info("job deferred", run_at=job.run_at.isoformat())
+            else:
+                self._retry_db(lambda: self.store.cancel(job.id), "cancel")
+                jlog.info("job cancelled before it was deferred")
             return None
 
         if self.writer.success_pending(job.id):
@@ -406,6 +460,7 @@ class Worker:
         timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
         jlog.info("job started", attempt=attempt, deliveries=delivery.deliveries)
         self.current, self._cancel_current = job, False
+        self.ops.job_started(delivery.queue, job, started_at)
         handler = _Handler(self, job.id, delivery)
         try:
             outcome = self.executor.execute(
@@ -415,11 +470,19 @@ class Worker:
             )
         finally:
             self.current = None
+        self.ops.job_ended(job.processor, outcome)
         if self.stopping or outcome.kind == "interrupted":
             # Before this job is requeued at the front, so the two keep their order.
             self.release_prefetched()
         handler.flush()
-        self.stats.processed += 1
+        if handler.row_error is not None and outcome.succeeded:
+            outcome = Outcome(
+                "error",
+                error_type="InvalidRows",
+                message=handler.row_error,
+                permanent=True,
+                duration=outcome.duration,
+            )
         return self.settle(delivery, job, attempt, outcome, started_at, jlog)
 
     def settle(
@@ -464,6 +527,7 @@ class Worker:
                 started_at=started_at,
             )
             self.stats.succeeded += 1
+            self.ops.settled(delivery.queue, job.processor, "succeeded", outcome.kind)
             jlog.info("job succeeded", **fields)
             return None
 
@@ -475,12 +539,16 @@ class Worker:
                 finish("cancelled")
                 jlog.info("job cancelled while running", **fields)
                 self._retry_redis(lambda: self.broker.ack(delivery, job.id))
+                self.stats.cancelled += 1
+                self.ops.settled(delivery.queue, job.processor, "cancelled", outcome.kind)
                 return None
             finish("queued")
             payload = job.to_payload()
-            self._retry_redis(lambda: self.broker.requeue_front(delivery, job.id, payload))
-            self.stats.requeued += 1
-            jlog.info("job interrupted by shutdown; back at the front of its queue", **fields)
+            if self._retry_redis(lambda: self.broker.requeue_front(delivery, job.id, payload)):
+                self.stats.requeued += 1
+                jlog.info("job interrupted by shutdown; back at the front of its queue", **fields)
+            else:
+                self._cancelled_meanwhile(job.id, jlog)
             return None
 
         max_attempts = job.max_attempts or self.policy.max_attempts
@@ -490,8 +558,11 @@ class Worker:
             finish("retrying", datetime.fromtimestamp(due, UTC))
             retry = job.model_copy(update={"attempts": attempt})
             payload = retry.to_payload()
-            self._retry_redis(lambda: self.broker.schedule(delivery, job.id, payload, due))
+            if not self._retry_redis(lambda: self.broker.schedule(delivery, job.id, payload, due)):
+                self._cancelled_meanwhile(job.id, jlog)
+                return None
             self.stats.retried += 1
+            self.ops.settled(delivery.queue, job.processor, "retried", outcome.kind)
             jlog.warning(
                 "job failed; retry scheduled",
                 kind=outcome.kind,
@@ -503,10 +574,18 @@ class Worker:
             return None
 
         finish("failed")
-        entry = self._failed_entry(job.model_dump(mode="json"), delivery, job.id, outcome, attempt)
-        entry["job"]["attempts"] = attempt
+        entry = failed_entry(
+            job_id=job.id,
+            job={**job.model_dump(mode="json"), "attempts": attempt},
+            queue=delivery.queue,
+            outcome=outcome,
+            attempts=attempt,
+            worker_id=self.worker_id,
+            deliveries=delivery.deliveries,
+        )
         self._retry_redis(lambda: self.broker.fail(delivery, job.id, entry))
         self.stats.failed += 1
+        self.ops.settled(delivery.queue, job.processor, "failed", outcome.kind)
         jlog.error(
             "job failed",
             kind=outcome.kind,
@@ -517,11 +596,17 @@ class Worker:
         )
         return None
 
+    def _cancelled_meanwhile(self, job_id: str, jlog: Any) -> None:
+        """Its cancellation was asked while the attempt ran: the job left flight, not
+        requeued or scheduled; its row says so."""
+        self._retry_db(lambda: self.store.cancel(job_id), "cancel")
+        self.stats.cancelled += 1
+        jlog.info("job cancelled while running; not run again")
+
     def reject(
         self, delivery: Delivery, reason: str, error_type: str, job_id: str | None, data: Any
     ) -> None:
         """A job that can never run: straight to the failed list (and a failed row)."""
-        failed_id = job_id or uuid.uuid4().hex
         if job_id:
             self._retry_db(
                 lambda: self.store.failed_early(
@@ -535,51 +620,51 @@ class Worker:
                 "reject",
             )
         outcome = Outcome("error", error_type=error_type, message=reason, permanent=True)
-        entry = self._failed_entry(data, delivery, failed_id, outcome, 0)
-        if not isinstance(data, dict):
-            entry["raw"] = delivery.raw.decode("utf-8", errors="replace")
+        # Anything but a decoded object (bad JSON, too deep, not UTF-8) is kept as raw text.
+        job = data if isinstance(data, dict) else None
+        entry = failed_entry(
+            job_id=job_id,
+            job=job,
+            queue=delivery.queue,
+            outcome=outcome,
+            attempts=0,
+            worker_id=self.worker_id,
+            raw=delivery.raw,
+            deliveries=delivery.deliveries,
+        )
         self._retry_redis(lambda: self.broker.fail(delivery, job_id, entry))
-        self.stats.failed += 1
+        self.stats.rejected += 1
+        self.ops.settled(delivery.queue, None, "rejected", None)
         self._log.error(
             "job rejected",
-            job_id=failed_id,
+            job_id=job_id,
             error_type=error_type,
             error=reason,
             queue=delivery.queue,
         )
 
-    def _failed_entry(
-        self, job: Any, delivery: Delivery, job_id: str, outcome: Outcome, attempts: int
-    ) -> dict[str, Any]:
-        return {
-            "id": job_id,
-            "job": job if isinstance(job, dict) else None,
-            "queue": delivery.queue,
-            "error": {
-                "type": outcome.error_type,
-                "kind": outcome.kind,
-                "message": outcome.message,
-                "traceback": outcome.traceback,
-            },
-            "attempts": attempts,
-            "worker_id": self.worker_id,
-            "queued_at": job.get("queued_at") if isinstance(job, dict) else None,
-            "failed_at": utcnow().isoformat(),
-        }
-
     # Fault tolerance
-    def _retry_redis(self, fn: Callable[[], T]) -> T:
+    def _retry_redis(self, fn: Callable[[], T], give_up: Callable[[], bool] | None = None) -> T:
         """Call `fn`, reconnecting with backoff while Redis is unreachable."""
 
         def on_retry(exc: BaseException, delay: float) -> None:
             self._log.warning("redis unavailable; retrying", error=str(exc), retry_in_s=delay)
+            self.reconciler.redis_lost()
+            self.ops.tick()  # waiting out an outage is not a hang
             self._orphan_check_due = True
+            if self._redis_server is not None and self._redis_server.revive():
+                self._log.warning("embedded redis restarted", url=self._redis_server.url)
 
         return retry_while_unavailable(
-            fn, unavailable=redis_unavailable, give_up=lambda: self.force, on_retry=on_retry
+            fn,
+            unavailable=redis_unavailable,
+            give_up=give_up or (lambda: self.force),
+            on_retry=on_retry,
         )
 
-    def _retry_db(self, fn: Callable[[], T], what: str) -> T:
+    def _retry_db(
+        self, fn: Callable[[], T], what: str, give_up: Callable[[], bool] | None = None
+    ) -> T:
         """Call `fn`, retrying with backoff while the database is unreachable."""
 
         def on_retry(exc: BaseException, delay: float) -> None:
@@ -590,9 +675,13 @@ class Worker:
                 retry_in_s=delay,
             )
             self.store.reset()
+            self.ops.tick()  # waiting out an outage is not a hang
 
         return retry_while_unavailable(
-            fn, unavailable=db_unavailable, give_up=lambda: self.force, on_retry=on_retry
+            fn,
+            unavailable=db_unavailable,
+            give_up=give_up or (lambda: self.force),
+            on_retry=on_retry,
         )
 
 
@@ -608,7 +697,9 @@ class _Handler(JobHandler):
         self.last_write = 0.0
         self.pending: tuple[float, str | None] | None = None
         self.rows_seen: set[str] = set()
+        self.row_error: str | None = None
         self.last_cancel_check = 0.0
+        self.cancel_since = 0.0
 
     def progress(self, job_id: str, fraction: float, stage: str | None) -> None:
         self.pending = (fraction, stage)
@@ -633,14 +724,27 @@ class _Handler(JobHandler):
             w.store.reset()
 
     def rows(self, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
+        w = self.worker
+        if not self.rows_seen:
+            w.writer.flush()  # the job's own row (the writer's `running` mark) comes first
         first = kind not in self.rows_seen
         self.rows_seen.add(kind)
-        self.worker._retry_db(
-            lambda: self.worker.store.save_rows(job_id, kind, rows, first=first), "rows"
-        )
+        if self.row_error is not None:
+            return
+        try:
+            w._retry_db(lambda: w.store.save_rows(job_id, kind, rows, first=first), "rows")
+        except Exception as exc:
+            if db_unavailable(exc) or redis_unavailable(exc):
+                raise  # a forced stop while the database is down
+            # Rows the store refuses are the job's fault: it fails, the worker carries on.
+            w.store.reset()
+            self.row_error = f"rows of kind {kind!r} refused: {type(exc).__name__}: {exc}"[:500]
 
     def job_result(self, job_id: str) -> Any:
-        return self.worker._retry_db(lambda: self.worker.store.result(job_id), "job_result")
+        w = self.worker
+        if w.writer.success_pending(job_id):  # its success is queued for the group commit
+            w.writer.flush()
+        return w._retry_db(lambda: w.store.result(job_id), "job_result")
 
     def sent(self) -> None:
         self.worker.prefetch(self.delivery, self.job_id)
@@ -652,30 +756,40 @@ class _Handler(JobHandler):
 
     def poll(self) -> Abort:
         w = self.worker
+        w.ops.tick()  # the supervisor is alive while the executor works (systemd watchdog)
         now = time.monotonic()
         if w.holds_prefetched and now - self.started >= w.settings.prefetch_hold:
             # A long job: the prefetched one must not wait behind it (another worker may
             # be idle, and a higher-priority job may arrive before this one ends).
             w._log.debug("long job; prefetched job released", job_id=self.job_id)
             w.release_prefetched(wait=False)
-        if now - self.last_cancel_check >= 1.0:
+        if now - self.last_cancel_check >= CANCEL_CHECK_S:
             self.last_cancel_check = now
             w.maintenance()
-            try:
-                if w.client.sismember(w.keys.cancel, self.job_id):
-                    w.client.srem(w.keys.cancel, self.job_id)
-                    w._cancel_current = True
-            except redis.RedisError:
-                pass
-        if w._cancel_current or w.force:
+            if not w._cancel_current and self._cancel_requested():
+                w._cancel_current = True
+                self.cancel_since = now
+        if w.force:
             return "kill"
+        if w._cancel_current:
+            # Asked to stop at its next safe point first: killing the executor would cost
+            # the resident models a reload.
+            return "kill" if now - self.cancel_since >= STOP_BEFORE_KILL_S else "stop"
         grace = w.settings.shutdown_grace
         if w.stopping and w._stop_since is not None and now - w._stop_since >= grace:
             # Past the grace: ask the job to stop at its next safe point, and stop the
             # executor outright if it has not within a few more seconds.
             past = now - w._stop_since - grace
-            return "kill" if past >= min(5.0, max(grace, 0.5)) else "stop"
+            return "kill" if past >= min(STOP_BEFORE_KILL_S, max(grace, 0.5)) else "stop"
         return None
+
+    def _cancel_requested(self) -> bool:
+        w = self.worker
+        try:
+            # The mark stays until the job leaves flight (stoker.lua's `forget`).
+            return bool(w.client.sismember(w.keys.cancel, self.job_id))
+        except redis.RedisError:
+            return False
 
 
 def _safe_url(url: str) -> str:

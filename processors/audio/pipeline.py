@@ -1,4 +1,11 @@
-"""Stages shared by the audio processors: decode, VAD, embed, cluster, align."""
+"""Stages shared by the audio processors: decode, VAD, embed, cluster, align.
+
+Diarization: speech regions (VAD) -> windows every hop -> embeddings, centred on the
+recording -> change points cut the regions into segments (`segmentation.py`) -> the
+reliable segments are clustered at AUDIO_CLUSTER_THRESHOLD and the rest join their nearest
+speaker (`clustering.py`) -> every frame is resegmented against the speakers found
+(`resegment.py`) -> runs of one speaker become turns.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +21,19 @@ from processors.audio import SAMPLE_RATE
 from processors.audio.clustering import SpeakerHints, cluster_embeddings
 from processors.audio.decode import iter_audio
 from processors.audio.embedding import SpeakerEmbedder
+from processors.audio.resegment import resegment
 from processors.audio.rttm import Turn
+from processors.audio.segmentation import Segment, centre, segment_at, split_regions
 from processors.audio.transcription import Word
 from processors.audio.vad import speech_regions
 from processors.base import Context
 
-FRAME_SECONDS = 0.02
-"""Resolution of speaker turns."""
+ONE_VOICE = 0.3
+"""Cosine distance (uncentred GE2E embeddings) under which all speech is one voice."""
+MIN_TURN = 0.2
+"""Seconds: shorter speech is never a turn. Change points sit at least 0.5 s apart and
+from region edges, so only a whole speech region, tightened by the VAD, can be this
+short: a click or a breath, dropped."""
 
 
 def decode_stage(
@@ -105,40 +118,95 @@ def embed_windows(
     return np.concatenate(out) if out else np.zeros((0, embedder.dimension), np.float32)
 
 
-def label_turns(
+def label_segments(
+    segments: Sequence[Segment],
+    hints: SpeakerHints,
+    threshold: float,
+    min_speaker_seconds: float,
+) -> np.ndarray:
+    """A speaker index per segment: the reliable segments (a window wholly inside) are
+    clustered, weighted by their length; the others, and the window mixtures they hold
+    at changes of speaker, can never found a speaker of their own: they join the nearest
+    one. Without an exact count, speakers with less than `min_speaker_seconds` of speech
+    in all are folded into their nearest neighbour."""
+    if not segments:
+        return np.zeros(0, dtype=int)
+    return cluster_embeddings(
+        np.stack([s.embedding for s in segments]),
+        hints,
+        threshold,
+        weights=np.array([s.duration for s in segments]),
+        min_weight=min_speaker_seconds,
+        core=np.array([s.reliable for s in segments]),
+    )
+
+
+def one_voice(raw: Sequence[Segment], hints: SpeakerHints, min_speaker_seconds: float) -> bool:
+    """Whether the segments (embedded without centring) hold a single voice: centring
+    only separates voices where there are several, and would split a lone voice."""
+    if hints.bounds()[0] > 1:
+        return False
+    labels = label_segments(raw, hints, ONE_VOICE, min_speaker_seconds)
+    return bool(labels.size == 0 or labels.max() == 0)
+
+
+def runs_to_turns(runs: Sequence[tuple[float, float, int]]) -> list[Turn]:
+    """Speaker turns from (start, end, speaker index) runs in time order: abutting runs of
+    one speaker joined, runs under MIN_TURN dropped, speakers numbered by first
+    appearance."""
+    turns: list[tuple[float, float, int]] = []
+    for start, end, label in runs:
+        if end - start < MIN_TURN:
+            continue
+        if turns and turns[-1][2] == label and start - turns[-1][1] < 1e-6:
+            turns[-1] = (turns[-1][0], end, label)
+        else:
+            turns.append((start, end, label))
+    order: dict[int, int] = {}
+    for _, _, label in turns:
+        order.setdefault(label, len(order))
+    return [Turn(a, b, speaker_label(order[label])) for a, b, label in turns]
+
+
+def segments_to_turns(segments: Sequence[Segment], labels: np.ndarray) -> list[Turn]:
+    """Speaker turns straight from labelled segments (see `runs_to_turns`)."""
+    return runs_to_turns([(s.start, s.end, int(k)) for s, k in zip(segments, labels, strict=True)])
+
+
+def speaker_centroids(segments: Sequence[Segment], labels: np.ndarray) -> np.ndarray:
+    """(speakers, D): each speaker's length-weighted mean segment embedding, normalised."""
+    x = np.stack([s.embedding * s.duration for s in segments])
+    sums = np.stack([x[labels == k].sum(axis=0) for k in range(int(labels.max()) + 1)])
+    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-9)
+
+
+def find_turns(
     regions: Sequence[tuple[float, float]],
     starts: np.ndarray,
-    labels: np.ndarray,
-    window: float,
+    embeddings: np.ndarray,
+    settings: AudioSettings,
+    hints: SpeakerHints,
 ) -> list[Turn]:
-    """Speaker turns: each speech frame takes the speaker whose windows weigh most on it
-    (a window's vote is strongest at its centre); runs of one speaker become turns."""
-    if not regions or labels.size == 0:
+    """Centre, segment, cluster, then resegment against the speakers found. An exact
+    hinted count is kept even where resegmentation would let a speaker go."""
+    centred = centre(embeddings)
+    window = settings.window_seconds
+    segments = split_regions(regions, starts, centred, window)
+    if not segments:
         return []
-    n_speakers = int(labels.max()) + 1
-    n_frames = int(np.ceil(max(end for _, end in regions) / FRAME_SECONDS)) + 1
-    votes = np.zeros((n_frames, n_speakers), dtype=np.float32)
-    width = max(1, round(window / FRAME_SECONDS))
-    weight = np.hanning(width + 2)[1:-1].astype(np.float32)
-    for start, label in zip(starts, labels, strict=True):
-        first = round(start / FRAME_SECONDS)
-        span = votes[first : first + width, label]
-        span += weight[: span.size]
-    turns: list[Turn] = []
-    for begin, end in regions:
-        a, b = round(begin / FRAME_SECONDS), round(end / FRAME_SECONDS)
-        if b <= a:
-            continue
-        chosen = np.argmax(votes[a:b], axis=1)
-        change = np.flatnonzero(np.diff(chosen)) + 1
-        for lo, hi in zip(np.r_[0, change], np.r_[change, b - a], strict=True):
-            turns.append(
-                Turn(
-                    max(begin, (a + lo) * FRAME_SECONDS),
-                    min(end, (a + hi) * FRAME_SECONDS),
-                    speaker_label(int(chosen[lo])),
-                )
-            )
+    raw = [segment_at(s.start, s.end, starts, embeddings, window) for s in segments]
+    if one_voice(raw, hints, settings.min_speaker_seconds):
+        labels = np.zeros(len(segments), dtype=int)
+    else:
+        labels = label_segments(
+            segments, hints, settings.cluster_threshold, settings.min_speaker_seconds
+        )
+    centroids = speaker_centroids(segments, labels)
+    runs = resegment(regions, starts, centred, window, centroids)
+    turns = runs_to_turns(runs)
+    found = len({t.speaker for t in turns})
+    if hints.num_speakers is not None and found < len(centroids):
+        return segments_to_turns(segments, labels)
     return turns
 
 
@@ -185,8 +253,7 @@ def diarize(
     timings["embed"] = time.perf_counter() - started
     started = time.perf_counter()
     ctx.progress(lo + 0.9 * (hi - lo), "cluster")
-    labels = cluster_embeddings(embeddings, hints, settings.cluster_threshold)
-    turns = label_turns(regions, starts, labels, settings.window_seconds)
+    turns = find_turns(regions, starts, embeddings, settings, hints)
     timings["cluster"] = time.perf_counter() - started
     ctx.progress(hi, "cluster")
     return Diarization(regions, turns)

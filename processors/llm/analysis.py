@@ -1,6 +1,10 @@
 """Running a job's tasks on a backend: one batched pass when the transcript fits the
 context window, map-reduce over chunks when it does not, then JSON Schema checks with
-one repair attempt. Token usage is counted per task."""
+one repair attempt. Token usage is counted per task.
+
+A task whose answer still does not match its schema after the repair is reported on its
+own (`Analysis.errors`: the reason and what the model wrote, both times); the other tasks
+keep their answers."""
 
 from __future__ import annotations
 
@@ -51,6 +55,9 @@ class Analysis:
     usage: dict[str, TaskUsage]
     chunks: int
     rounds: list[int] = field(default_factory=list)
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Tasks without a valid answer: {"error", "answer" (the model's first answer),
+    "repaired" (its answer to the repair prompt)}; their `results` entry is None."""
     """Sequences sent to the backend per round (each round is one batched `complete`)."""
 
 
@@ -93,9 +100,15 @@ class Analyzer:
             answers = {name: out.text for name, out in zip(names, outs, strict=True)}
         else:
             finals, answers = self._map_reduce(chunks)
-        results = self._check_schemas(finals, answers)
+        results, errors = self._check_schemas(finals, answers)
         self.progress(1.0, "done")
-        return Analysis(results=results, usage=self.usage, chunks=len(chunks), rounds=self.rounds)
+        return Analysis(
+            results=results,
+            usage=self.usage,
+            chunks=len(chunks),
+            rounds=self.rounds,
+            errors=errors,
+        )
 
     def chunk(self, transcript: str) -> list[str]:
         """The transcript whole when it fits the context window, else its chunks."""
@@ -213,8 +226,9 @@ class Analyzer:
 
     def _check_schemas(
         self, finals: dict[str, Conversation], answers: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
         results: dict[str, Any] = {}
+        errors: dict[str, dict[str, str]] = {}
         failed: list[tuple[TaskSpec, str]] = []
         for task in self.tasks:
             answer = answers[task.task_name]
@@ -236,12 +250,14 @@ class Analyzer:
             for (task, _), out in zip(failed, outs, strict=True):
                 value, error = parse_and_validate(out.text, task.json_schema or {})
                 if error is not None:
-                    raise PermanentError(
-                        f"task {task.task_name!r}: the answer does not match its JSON schema "
-                        f"after one repair attempt: {error}"
-                    )
+                    errors[task.task_name] = {
+                        "error": f"the answer does not match its JSON schema after one "
+                        f"repair attempt: {error}",
+                        "answer": answers[task.task_name],
+                        "repaired": out.text,
+                    }
                 results[task.task_name] = value
-        return {task.task_name: results[task.task_name] for task in self.tasks}
+        return {task.task_name: results.get(task.task_name) for task in self.tasks}, errors
 
 
 def parse_and_validate(answer: str, schema: dict[str, Any]) -> tuple[Any, str | None]:

@@ -56,6 +56,9 @@ class LLMAnalysisParams(Params):
     """Overrides the configured model (local: a model folder; openai: the model name)."""
     max_new_tokens: int | None = Field(default=None, ge=1, le=32768)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    all_or_nothing: bool = False
+    """Fail the job when any task has no valid answer (default: only when every task
+    fails; the others keep their answers and the failures are listed in `errors`)."""
 
     @model_validator(mode="before")
     @classmethod

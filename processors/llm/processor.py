@@ -3,13 +3,25 @@
 Result shape (what existing producers read)::
 
     {"results": {task_name: answer, ...},
+     "errors": {task_name: {"error", "answer", "repaired"}, ...},   # only when some failed
      "metadata": {"provider", "model", "usage", "latency_s", "cost", ...}}
+
+A task whose JSON answer stays invalid has `None` in `results` and its reason and raw
+answers in `errors`; the job fails only when every task failed, or any did with
+`all_or_nothing`. `latency_s` is the job's wall time, model loading included. The model is
+loaded on the first job (stage `load model`), or at startup when listed in WORKER_PRELOAD.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import threading
 import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from config import Settings
@@ -74,6 +86,59 @@ def load_transcript(params: LLMAnalysisParams, ctx: Context) -> str:
     return text
 
 
+def describe_task_errors(errors: dict[str, dict[str, str]], limit: int = 300) -> str:
+    """One readable message: each failed task, why, and what the model wrote."""
+    parts = []
+    for name, err in errors.items():
+        raw = err.get("repaired") or err.get("answer") or ""
+        shown = raw if len(raw) <= limit else raw[:limit] + f"… [+{len(raw) - limit} chars]"
+        parts.append(f"task {name!r}: {err['error']}; the model wrote: {shown!r}")
+    return "; ".join(parts)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Load a model without progress bars, FutureWarnings and transformers' chatter."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Raised by transformers' generate() on every call; nothing a job's owner can act on.
+    warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            import transformers
+
+            transformers.utils.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
+        except ImportError:
+            pass
+        yield
+
+
+@contextlib.contextmanager
+def loading_progress(ctx: Context | None, stage: str, every: float = 1.0) -> Iterator[None]:
+    """Report `stage` at once, then `<stage> <N> s` every `every` s until the block ends
+    (a first load converts the GGUF weights: tens of seconds on a small CPU)."""
+    if ctx is None:
+        yield
+        return
+    ctx.progress(0.0, stage)
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(every):
+            ctx.progress(0.0, f"{stage} {time.monotonic() - started:.0f} s")
+
+    ticker = threading.Thread(target=tick, name="llm-load-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+
+
 @register
 class LLMAnalysisProcessor(Processor):
     """Answers every task of a job about one transcript, batched on a local model or sent
@@ -108,8 +173,13 @@ class LLMAnalysisProcessor(Processor):
 
     def load(self, device: str) -> None:
         super().load(device)
+        if self.name in self.settings.preload:
+            self.load_backend()
+
+    def load_backend(self) -> None:
         try:
-            self.backend = self._make_backend(self.settings.llm.model)
+            with quiet_loading():
+                self.backend = self._make_backend(self.settings.llm.model)
         except ConfigError as exc:
             raise PermanentError(str(exc)) from None
 
@@ -137,21 +207,28 @@ class LLMAnalysisProcessor(Processor):
         return LocalBackend(
             model,
             device=self.device,
-            cache_dir=llm.cache_dir,
+            # The default `var/models` follows the data folder, wherever the worker starts.
+            cache_dir=(
+                self.settings.data_dir / "models"
+                if llm.cache_dir == Path("var/models") and self.settings.data_dir
+                else llm.cache_dir
+            ),
             batch_size=llm.batch_size,
             context_tokens=llm.context_tokens,
         )
 
-    def _backend_for(self, model: str | None) -> Backend:
+    def _backend_for(self, model: str | None, ctx: Context | None = None) -> Backend:
         if self.backend is None:
-            self.load(self.device)
+            with loading_progress(ctx, "load model"):
+                self.load_backend()
         assert self.backend is not None
         if not model or model in (self.settings.llm.model, self.backend.model_name):
             return self.backend
         if model not in self._others:
             # A job-chosen model is loaded on first use and then kept, like the default.
             try:
-                self._others[model] = self._make_backend(model)
+                with loading_progress(ctx, f"load model {model}"), quiet_loading():
+                    self._others[model] = self._make_backend(model)
             except ConfigError as exc:
                 raise PermanentError(str(exc)) from None
         return self._others[model]
@@ -160,7 +237,7 @@ class LLMAnalysisProcessor(Processor):
         started = time.perf_counter()
         llm = self.settings.llm
         transcript = load_transcript(params, ctx)
-        backend = self._backend_for(params.model)
+        backend = self._backend_for(params.model, ctx)
         max_new_tokens = params.max_new_tokens or llm.max_new_tokens
         temperature = llm.temperature if params.temperature is None else params.temperature
         analysis = Analyzer(
@@ -177,6 +254,9 @@ class LLMAnalysisProcessor(Processor):
         cost, priced = cost_usd(
             llm.prices, backend.provider, backend.model_name, prompt_tokens, completion_tokens
         )
+        errors = analysis.errors
+        if errors and (params.all_or_nothing or len(errors) == len(params.tasks)):
+            raise PermanentError(describe_task_errors(errors))
         latency = round(time.perf_counter() - started, 3)
         ctx.log.info(
             "llm analysis done",
@@ -187,9 +267,11 @@ class LLMAnalysisProcessor(Processor):
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_s=latency,
+            failed_tasks=sorted(errors),
         )
         return {
             "results": analysis.results,
+            **({"errors": errors} if errors else {}),
             "metadata": {
                 "provider": backend.provider,
                 "model": backend.model_name,

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from config import VideoSettings
+from processors.video.cut_filter import MergeFilter
 from processors.video.stages import (
     Frames,
     PipelineError,
@@ -99,7 +100,9 @@ def content_scores(hsv: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """Per frame: mean over pixels of |dH| + |dS| + |dV|, divided by 3 (0-255 scale).
 
     `hsv` is (B, H, W, 3) uint8, `previous` (1, H, W, 3): the frame before the batch.
-    Hue differences are taken on the hue circle (0 and 179 are neighbours).
+    Hue differences are plain |dH| on OpenCV's 0-179 scale, as PySceneDetect takes them:
+    folding them onto the hue circle made a cut from a flat red frame (hue 0) to a test
+    pattern score 18.7 instead of 27.8, under the threshold of 27.
     """
     b, h, w, _ = hsv.shape
     if hsv.device.type == "cpu" and cv2 is not None:
@@ -108,16 +111,10 @@ def content_scores(hsv: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         cv2.absdiff(tall[:h], previous.numpy().reshape(h, w, 3), dst=delta[:h])
         if b > 1:
             cv2.absdiff(tall[h:], tall[:-h], dst=delta[h:])
-        hue = cv2.extractChannel(delta, 0)
-        folded = np.minimum(hue, 180 - hue)
         # Per-frame sums (cv2.reduce is several times faster than torch's u8 sums here).
-        total = _row_sums(delta.reshape(b, -1)) - _row_sums(hue.reshape(b, -1))
-        total += _row_sums(folded.reshape(b, -1))
+        total = _row_sums(delta.reshape(b, -1))
         return torch.from_numpy(total).to(torch.float32) / (h * w * 3)
-    delta = abs_diff_u8(hsv, torch.cat((previous, hsv[:-1])))
-    hue = delta[..., 0]
-    torch.minimum(hue, 180 - hue, out=hue)
-    delta = delta.reshape(b, -1)
+    delta = abs_diff_u8(hsv, torch.cat((previous, hsv[:-1]))).reshape(b, -1)
     return delta.sum(dim=1, dtype=torch.float32) / delta.shape[1]
 
 
@@ -172,11 +169,13 @@ class SceneCutsStage(Stage):
     """Content-aware hard cuts, scored as PySceneDetect's ContentDetector scores them.
 
     A frame's score is the mean over pixels of |dH| + |dS| + |dV| between it and the
-    previous analysed frame, divided by 3 (0-255 scale). Hue is compared on its circle
-    (179 and 0 are neighbours) so red content that wobbles across 0 does not read as a
-    cut. A frame whose score reaches `scene_threshold` starts a new scene unless the
-    last cut (or the first analysed frame) is fewer than `min_scene_len` source frames
-    before it. Per frame: {"score": float, "cut": bool}; summary: the cuts.
+    previous analysed frame, divided by 3 (0-255 scale), hue on OpenCV's 0-179 scale
+    compared plainly as PySceneDetect does (see `content_scores`). A frame whose score
+    reaches `scene_threshold` is a cut when the last frame above it (or the first analysed
+    frame) is at least `min_scene_len` source frames before; after the first cut, a closer
+    run of changing frames is merged into one cut at its last frame (`cut_filter`:
+    PySceneDetect's MERGE mode). Per frame: {"score": float, "cut": bool}
+    (a merged cut, decided frames later, shows only in the summary); summary: the cuts.
     """
 
     name = "scene_cuts"
@@ -190,18 +189,24 @@ class SceneCutsStage(Stage):
         scores = content_scores(hsv, previous).cpu()
         if "cuts" not in memory:
             memory["cuts"] = []
-            memory["last_cut"] = frames.indices[0]
-        threshold, min_len = self.settings.scene_threshold, self.settings.min_scene_len
+            memory["filter"] = MergeFilter(self.settings.min_scene_len)
+            memory["first"] = frames.indices[0]
+        threshold, flt = self.settings.scene_threshold, memory["filter"]
         cut_flags: list[bool] = []
         for i, score in enumerate(scores.tolist()):
             index = frames.indices[i]
-            is_cut = score >= threshold and index - memory["last_cut"] >= min_len
-            if is_cut:
-                memory["last_cut"] = index
-                memory["cuts"].append(
-                    {"frame": index, "seconds": frames.timestamps[i], "score": round(score, 3)}
-                )
-            cut_flags.append(is_cut)
+            if index == memory["first"]:  # no previous frame: no score, as in PySceneDetect
+                cut_flags.append(False)
+                continue
+            above = score >= threshold
+            if above:
+                memory["above"] = (index, frames.timestamps[i], round(score, 3))
+            decided = flt.step(index, above)
+            for cut in decided:
+                frame, seconds, cut_score = memory["above"]
+                assert frame == cut
+                memory["cuts"].append({"frame": frame, "seconds": seconds, "score": cut_score})
+            cut_flags.append(index in decided)
         return {"score": scores, "cut": torch.tensor(cut_flags)}
 
     def finish(self, state: PipelineState) -> Any:

@@ -127,7 +127,39 @@ class HangProcessor(Processor):
         return {"pid": os.getpid(), "attempt": ctx.attempt}
 
 
+class FloodParams(Params):
+    seconds: float = Field(default=10.0, ge=0.0)
+    rows: bool = True
+    """Also emit a frame-result row with every progress report."""
+    cooperative: bool = False
+    marker_dir: str | None = None
+
+
+class FloodProcessor(Processor):
+    """Floods the supervisor with progress (a new stage each time, so no throttle holds it
+    back) and rows for `seconds`, never pausing: the periodic duties must still run."""
+
+    name = "chaos_flood"
+    Params = FloodParams
+
+    def process(self, params: FloodParams, ctx: Context) -> Any:
+        mark(params.marker_dir, ctx, "start")
+        end = time.monotonic() + params.seconds
+        i = 0
+        while time.monotonic() < end:
+            if params.cooperative:
+                ctx.check_stop()
+            ctx.progress(min(0.99, i / 1e6), f"stage-{i % 7}")
+            if params.rows:
+                ctx.emit("frame_results", [{"frame_index": i, "timestamp": i / 25}])
+            i += 1
+            time.sleep(0.001)
+        mark(params.marker_dir, ctx, "finish")
+        return {"reports": i}
+
+
 PROCESSORS = ",".join(
-    f"{__name__}:{cls.__name__}" for cls in (SlowProcessor, CrashProcessor, HangProcessor)
+    f"{__name__}:{cls.__name__}"
+    for cls in (SlowProcessor, CrashProcessor, HangProcessor, FloodProcessor)
 )
 """The `WORKER_PROCESSORS` value that loads every chaos processor."""

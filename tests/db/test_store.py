@@ -492,7 +492,9 @@ def test_a_commit_writes_the_same_row_whether_start_and_success_meet_or_not(
     store.write_batch([success_op(spec("apart"), [1, "x"], started, finished)])
 
     def comparable(job_id: str) -> dict[str, Any]:
-        return {k: v for k, v in row(store, job_id).items() if k not in ("id", "updated_at")}
+        # The payload names its job's id: compared with the id taken out.
+        values = {k: v for k, v in row(store, job_id).items() if k not in ("id", "updated_at")}
+        return values | {"payload": values["payload"].replace(job_id, "ID")}
 
     assert comparable("together") == comparable("apart")
 

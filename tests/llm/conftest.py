@@ -64,6 +64,7 @@ def local_processor(local_settings_factory: Callable[..., Settings]) -> Any:
 
     processor = LLMAnalysisProcessor(local_settings_factory())
     processor.load("cpu")
+    processor.load_backend()
     return processor
 
 

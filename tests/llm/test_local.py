@@ -60,6 +60,7 @@ def load_processor() -> Callable[[Settings], LLMAnalysisProcessor]:
     def load(settings: Settings) -> LLMAnalysisProcessor:
         processor = LLMAnalysisProcessor(settings)
         processor.load("cpu")
+        processor.load_backend()
         loaded.append(processor)
         return processor
 

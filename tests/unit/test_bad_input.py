@@ -77,7 +77,7 @@ def test_bad_jobs_do_not_disturb_good_ones(harness: Harness) -> None:
     assert harness.row("good1")["result"] == {"text": "a"}
     assert harness.row("good2")["result"] == {"text": "b"}
     assert len(harness.failed()) == 2
-    assert worker.stats.succeeded == 2 and worker.stats.failed == 2
+    assert worker.stats.succeeded == 2 and worker.stats.rejected == 2
     assert harness.queue() == []
 
 

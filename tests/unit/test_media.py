@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from processors.base import PermanentError
-from processors.media import job_output_path, resolve_media_path
+from processors.media import job_output_path, output_folder_name, resolve_media_path
 
 
 @pytest.fixture
@@ -46,3 +46,37 @@ def test_missing_file_is_refused(root: Path) -> None:
 def test_output_path_is_made_safe(tmp_path: Path) -> None:
     path = job_output_path(tmp_path, "../../evil id", "../x.rttm")
     assert path.parent.parent == tmp_path.resolve() and path.name == "x.rttm"
+
+
+@pytest.mark.parametrize("job_id", ["..", ".", "a/b", "../../x", "/abs", "é\u2603", "x" * 128])
+def test_output_folder_of_any_id_is_a_child_of_the_output_dir(tmp_path: Path, job_id: str) -> None:
+    path = job_output_path(tmp_path, job_id, "out.rttm")
+    assert path.parent.parent == tmp_path.resolve()
+    assert path.parent.name not in (".", "..")
+
+
+def test_output_folders_of_distinct_ids_are_distinct(tmp_path: Path) -> None:
+    ids = ["a/b", "a_b", "a%2Fb", "..", ".", "%2E%2E", "x" * 127 + "a", "x" * 127 + "b"]
+    folders = {output_folder_name(i) for i in ids}
+    assert len(folders) == len(ids)
+
+
+def test_a_plain_id_keeps_its_name_as_folder() -> None:
+    assert output_folder_name("job-42_a") == "job-42_a"
+
+
+def test_a_nul_byte_in_a_media_path_is_permanent(root: Path) -> None:
+    with pytest.raises(PermanentError, match="NUL"):
+        resolve_media_path(root, "a/x\x00.wav")
+
+
+def test_a_symlink_loop_is_permanent(root: Path) -> None:
+    (root / "loop").symlink_to(root / "loop2")
+    (root / "loop2").symlink_to(root / "loop")
+    with pytest.raises(PermanentError):
+        resolve_media_path(root, "loop")
+
+
+def test_the_missing_file_error_names_the_media_root(root: Path) -> None:
+    with pytest.raises(PermanentError, match=str(root.resolve())):
+        resolve_media_path(root, "a/none.wav")

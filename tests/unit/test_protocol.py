@@ -40,9 +40,9 @@ def test_missing_id_is_generated() -> None:
     assert generated and len(job.id) == 32
 
 
-def test_numeric_id_becomes_text() -> None:
-    job, _ = parse_payload(b'{"processor": "echo", "id": 42}')
-    assert job.id == "42"
+def test_numeric_id_is_rejected_because_ids_are_strings() -> None:
+    with pytest.raises(BadPayload, match="must be a string"):
+        parse_payload(b'{"processor": "echo", "id": 42}')
 
 
 def test_bare_payload_uses_the_queue_default_processor() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from processors import registry
-from processors.base import PermanentError, Processor
+from processors.base import ConfigError, PermanentError, Processor
 from processors.echo import EchoProcessor
 
 
@@ -22,7 +22,7 @@ def test_dotted_path_loads_and_registers_a_processor() -> None:
 
 
 def test_dotted_path_to_a_non_processor_is_refused() -> None:
-    with pytest.raises(TypeError, match="not a Processor"):
+    with pytest.raises(ConfigError, match="not a Processor"):
         registry.load_dotted("pathlib:Path")
 
 

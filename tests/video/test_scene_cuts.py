@@ -57,8 +57,8 @@ def test_cut_rows_carry_score_above_threshold(default_run: JobRun) -> None:
     assert sum(v["cut"] for v in by_frame.values()) == len(CUTS)
 
 
-def test_min_scene_len_suppresses_cuts_too_close_to_the_last(
-    make_video_settings: Callable[..., Settings],
+def test_min_scene_len_suppresses_cuts_too_close_to_the_last_change(
+    make_video_settings: Callable[..., Settings], media_root: Path
 ) -> None:
     settings = make_video_settings(min_scene_len=50)
     processor = VideoPipelineProcessor(settings)
@@ -67,8 +67,14 @@ def test_min_scene_len_suppresses_cuts_too_close_to_the_last(
     job.result = processor.process(
         processor.Params(video_path="clip.mp4", stages=["scene_cuts"]), make_context(job, settings)
     )
-    # 40 is within 50 frames of the start; 80, 140 and 230 are each >= 50 after the last cut.
-    assert job.cuts == [80, 140, 230]
+    # 40 is within 50 frames of the start, 80 within 50 of 40 (both dropped before the
+    # first cut, as PySceneDetect drops them); 140 and 230 are >= 50 after the last change.
+    assert job.cuts == [140, 230]
+    scenedetect = pytest.importorskip("scenedetect")
+    scenes = scenedetect.detect(
+        str(media_root / "clip.mp4"), scenedetect.ContentDetector(min_scene_len=50)
+    )
+    assert [start.frame_num for start, _ in scenes[1:]] == job.cuts
 
 
 def test_frame_stride_finds_cuts_at_the_next_analysed_frame(run_job: Callable[..., JobRun]) -> None:
@@ -82,13 +88,27 @@ def test_cuts_agree_with_pyscenedetect_on_the_same_clip(media_root: Path) -> Non
     assert [start.frame_num for start, _ in scenes[1:]] == CUTS
 
 
-def test_hue_wrapping_round_red_is_not_a_content_change() -> None:
-    # Two reds either side of hue 0: OpenCV hue 0 and 179, neighbours on the circle.
+def test_a_cut_from_flat_red_to_a_test_pattern_scores_over_the_threshold() -> None:
+    # The clip: hue 0 against a pattern of every hue. On the hue circle this
+    # scored 18.7 (< 27, missed); PySceneDetect's plain |dH| scores it 27.8.
+    red = torch.zeros(1, 3, 36, 64, dtype=torch.uint8)
+    red[:, 0] = 255
+    pattern = torch.zeros(1, 3, 36, 64, dtype=torch.uint8)
+    bars = torch.tensor([[255, 255, 0], [0, 255, 255], [0, 255, 0], [255, 0, 255], [0, 0, 255]])
+    for i, rgb in enumerate(bars):
+        pattern[0, :, :, i * 13 : (i + 1) * 13] = rgb.view(3, 1, 1)
+    score = float(content_scores(rgb_to_hsv(pattern), rgb_to_hsv(red))[0])
+    assert score >= 27.0
+
+
+def test_hue_is_compared_plainly_as_pyscenedetect_does() -> None:
+    # Two reds either side of hue 0 (OpenCV hue 179 and 1): 178 apart, as ContentDetector
+    # counts them.
     a = torch.tensor([200, 20, 24], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 8, 8)
     b = torch.tensor([200, 24, 20], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 8, 8)
     hsv_a, hsv_b = rgb_to_hsv(a.contiguous()), rgb_to_hsv(b.contiguous())
     assert {int(hsv_a[0, 0, 0, 0]), int(hsv_b[0, 0, 0, 0])} == {179, 1}
-    assert float(content_scores(hsv_b, hsv_a)[0]) < 1.0
+    assert float(content_scores(hsv_b, hsv_a)[0]) == pytest.approx(178 / 3, abs=0.5)
 
 
 def test_torch_hsv_matches_opencv_scale() -> None:

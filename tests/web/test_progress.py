@@ -1,0 +1,80 @@
+"""Live progress: server-sent events fed by the job's pub/sub channel, cheap per viewer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from config import Settings
+from tests.support import wait_for
+from tests.web.conftest import live_server
+
+pytestmark = pytest.mark.integration
+
+
+async def first_events(base: str, job_id: str, n: int, publish: Callable[[], None]) -> list:
+    """Open `n` streams on one job, publish once, return what each stream saw."""
+    async with httpx.AsyncClient(base_url=base, timeout=20) as c:
+        opened = asyncio.Event()
+        count = 0
+
+        async def one() -> list[dict[str, Any]]:
+            nonlocal count
+            seen = []
+            async with c.stream("GET", f"/api/v1/jobs/{job_id}/events") as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        seen.append(json.loads(line[6:]))
+                        if len(seen) == 1:
+                            count += 1
+                            if count == n:
+                                opened.set()
+                        if len(seen) == 2:
+                            return seen
+            return seen
+
+        tasks = [asyncio.create_task(one()) for _ in range(n)]
+        await asyncio.wait_for(opened.wait(), 20)
+        await asyncio.sleep(0.3)  # the hub has subscribed
+        publish()
+        return await asyncio.wait_for(asyncio.gather(*tasks), 20)
+
+
+def test_every_open_stream_receives_a_published_progress_event(
+    web_settings: Callable[..., Settings], real_redis: redis.Redis
+) -> None:
+    event = {"job_id": "p-1", "progress": 0.5, "stage": "<b>decode</b>"}
+    with live_server(web_settings()) as base:
+        seen = asyncio.run(
+            first_events(
+                base, "p-1", 5, lambda: real_redis.publish("stoker:progress:p-1", json.dumps(event))
+            )
+        )
+    assert all(s[0]["status"] == "unknown" for s in seen)  # the first event: the row's state
+    assert all(s[1] == event for s in seen)
+
+
+def test_many_streams_share_one_redis_subscription_and_hold_no_database_connection(
+    web_settings: Callable[..., Settings], real_redis: redis.Redis
+) -> None:
+    from worker.web.app import create_app
+
+    app = create_app(web_settings())
+    checked_out: list[int] = []
+
+    def publish() -> None:
+        checked_out.append(app.state.core.admin.store.engine.pool.checkedout())
+        assert real_redis.pubsub_numsub("stoker:progress:p-2")[0][1] == 1
+        real_redis.publish("stoker:progress:p-2", json.dumps({"progress": 1.0}))
+
+    with live_server(app.state.core.settings, app=app) as base:
+        asyncio.run(first_events(base, "p-2", 30, publish))
+        wait_for(lambda: app.state.hub.viewers == 0, 10)
+        wait_for(lambda: real_redis.pubsub_numsub("stoker:progress:p-2")[0][1] == 0, 10)
+    assert checked_out[0] <= 1  # the store's own connection at most, not one per stream
