@@ -8,6 +8,12 @@ per stage, with DER, WER, the speaker count, peak memory and the machine's load.
     .venv/bin/python bench/audio.py [--minutes 10] [--repeat 6] [--device cpu]
 
 `--repeat N` tiles the conversation N times (e.g. 6 x 10 min = 1 hour) to check memory.
+
+    .venv/bin/python bench/audio.py --corpus [--seeds 0:40] [--no-transcribe]
+
+runs `bench/audio_corpus.py` instead: 40 generated conversations (2-6 speakers, varied
+voices, noise, rates and formats) and the distribution of speaker-count accuracy, DER,
+WER, words given the right speaker and real-time factors.
 """
 
 from __future__ import annotations
@@ -70,6 +76,10 @@ def tiled(conv: Conversation, repeat: int) -> Conversation:
 
 
 def main() -> int:
+    if "--corpus" in sys.argv[1:]:
+        from bench.audio_corpus import main as corpus_main
+
+        return corpus_main([a for a in sys.argv[1:] if a != "--corpus"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)

@@ -5,13 +5,16 @@
 Drains N `echo` jobs with one worker (process isolation, SQLite, Redis AOF, as
 `bench/throughput.py`) with `WORKER_METRICS_PORT` unset and set, alternating off/on R
 times, and scraping /metrics once a second while metrics are on; prints the medians.
-Also times each per-job metric update directly (microseconds).
+Also times each per-job metric update directly (microseconds), and the worker's CPU
+time per job (supervisor and executor, from getrusage of the finished worker): far less
+sensitive to a busy machine than the drain rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import sys
@@ -76,6 +79,47 @@ def per_update_us(n: int = 200_000) -> dict[str, float]:
     return out
 
 
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def hooks_per_job_us(metrics_port: int, n: int = 100_000) -> float:
+    """The worker's per-job `Ops` calls (two ticks, start, end, settle) on a stub worker."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from config import Settings
+    from worker.keys import Keys
+    from worker.ops import Ops
+    from worker.stats import Stats
+
+    worker = SimpleNamespace(
+        settings=Settings(metrics_port=metrics_port),
+        worker_id="bench",
+        client=None,
+        keys=Keys(),
+        store=SimpleNamespace(url="sqlite://"),
+        executor=SimpleNamespace(restarts=0, reports=[]),
+        heartbeat=SimpleNamespace(fields={}),
+        current=None,
+        stopping=False,
+        stats=Stats(),
+        queues=["default"],
+    )
+    ops = Ops(worker)
+    job = SimpleNamespace(attempts=0, queued_at=datetime.now(UTC))
+    outcome = SimpleNamespace(kind="succeeded", duration=0.001)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        ops.tick()
+        ops.job_started("default", job, datetime.now(UTC))
+        ops.job_ended("echo", outcome)
+        ops.settled("default", "echo", "succeeded", "succeeded")
+        ops.tick()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=5000)
@@ -84,18 +128,27 @@ def main() -> None:
     print(f"load {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores")
     for name, us in per_update_us().items():
         print(f"  {name:16} {us:.2f} us per call")
+    off_us, on_us = hooks_per_job_us(0), hooks_per_job_us(9999)
+    print(f"  per-job hooks: metrics off {off_us:.2f} us, on {on_us:.2f} us")
     off, on, scrapes = [], [], 0
+    cpu_off, cpu_on = [], []
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisProcess(Path(tmp), appendonly=True).start()
         try:
             for i in range(args.repeat):
+                c0 = cpu_s()
                 off.append(drain(server.url, 1, args.jobs))
+                c1 = cpu_s()
                 rate, n = drain_with_metrics(server.url, args.jobs)
+                c2 = cpu_s()
                 on.append(rate)
+                cpu_off.append((c1 - c0) / args.jobs * 1e6)
+                cpu_on.append((c2 - c1) / args.jobs * 1e6)
                 scrapes += n
                 print(
                     f"run {i + 1}: off {off[-1]:.0f} jobs/s, on {on[-1]:.0f} jobs/s "
-                    f"({n} scrapes); load {os.getloadavg()[0]:.2f}",
+                    f"({n} scrapes); worker CPU {cpu_off[-1]:.0f} vs {cpu_on[-1]:.0f} us/job;"
+                    f" load {os.getloadavg()[0]:.2f}",
                     flush=True,
                 )
         finally:
@@ -105,6 +158,11 @@ def main() -> None:
         f"metrics off: median {m_off:.0f} jobs/s ({min(off):.0f}-{max(off):.0f}); "
         f"on: median {m_on:.0f} jobs/s ({min(on):.0f}-{max(on):.0f}), {scrapes} scrapes; "
         f"on/off {m_on / m_off:.3f}; load {os.getloadavg()[0]:.2f}"
+    )
+    c_off, c_on = statistics.median(cpu_off), statistics.median(cpu_on)
+    print(
+        f"worker CPU per job (supervisor + executor, incl. startup): off {c_off:.0f} us, "
+        f"on {c_on:.0f} us (median), on/off {c_on / c_off:.3f}"
     )
 
 

@@ -16,33 +16,26 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from config import Settings, get_settings
+from processors.errors import (
+    ConfigError,
+    PermanentError,
+    ProcessorError,
+    StopRequested,
+    TransientError,
+)
+from processors.media import job_output_path, resolve_media_path
 
-
-class ProcessorError(Exception):
-    """Base of the errors a processor raises on purpose."""
-
-
-class PermanentError(ProcessorError):
-    """Bad input or an unsupported format: the job fails at once, without retries."""
-
-
-class TransientError(ProcessorError):
-    """A failure worth retrying (a busy server, a lost connection, out of GPU memory).
-
-    `retry_after` (seconds), when given, is the shortest delay before the next attempt.
-    """
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ConfigError(Exception):
-    """A processor's configuration is unusable; raised at worker startup, not at job time."""
-
-
-class StopRequested(ProcessorError):
-    """Raised by `Context.check_stop()` when the worker asked the job to stop."""
+__all__ = [  # the errors are re-exported: processors import them from here too
+    "ConfigError",
+    "Context",
+    "Params",
+    "PermanentError",
+    "Processor",
+    "ProcessorError",
+    "StopRequested",
+    "TransientError",
+    "resolve_device",
+]
 
 
 class Params(BaseModel):
@@ -96,14 +89,10 @@ class Context:
 
     def input_path(self, path: str) -> Path:
         """Resolve a job's input path inside the media root (see `processors.media`)."""
-        from processors.media import resolve_media_path
-
         return resolve_media_path(self.settings.media_root, path)
 
     def output_path(self, name: str) -> Path:
         """A path for an output file of this job: `<output_dir>/<job_id>/<name>`."""
-        from processors.media import job_output_path
-
         return job_output_path(self.settings.output_dir, self.job_id, name)
 
 

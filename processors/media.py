@@ -17,7 +17,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from processors.base import PermanentError
+from processors.errors import PermanentError
 
 _KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")

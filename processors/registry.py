@@ -7,12 +7,11 @@ families it does not use; each built-in module registers its class with `@regist
 
 from __future__ import annotations
 
-import functools
 import importlib
-from importlib.metadata import entry_points
 from typing import TypeVar
 
 from processors.base import ConfigError, PermanentError, Processor
+from processors.plugins import PluginRegistry
 
 ENTRY_POINT_GROUP = "stoker.processors"
 
@@ -27,17 +26,22 @@ BUILTINS: dict[str, tuple[str, str | None]] = {
     "llm_analysis": ("processors.llm.processor", "llm"),
 }
 
-_registered: dict[str, type[Processor]] = {}
-
-
 class UnknownProcessor(PermanentError):
     """No processor of that name is installed or configured."""
 
 
+plugins: PluginRegistry[type[Processor]] = PluginRegistry(
+    kind="processor",
+    base=Processor,
+    group=ENTRY_POINT_GROUP,
+    builtins={name: module for name, (module, _) in BUILTINS.items()},
+    error=PermanentError,
+)
+
+
 def register(cls: P) -> P:
     """Class decorator: make a processor findable by its `name`."""
-    _registered[cls.name] = cls
-    return cls
+    return plugins.register(cls)
 
 
 def load_dotted(path: str) -> type[Processor]:
@@ -56,12 +60,6 @@ def load_dotted(path: str) -> type[Processor]:
     return register(cls)
 
 
-@functools.lru_cache(maxsize=1)
-def _entry_points() -> dict[str, object]:
-    # Scanning installed distributions costs milliseconds: once per process is enough.
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def load_configured(paths: list[str]) -> None:
     """Import the `WORKER_PROCESSORS` classes (fails loudly at startup on a bad path)."""
     for path in paths:
@@ -70,27 +68,18 @@ def load_configured(paths: list[str]) -> None:
 
 def known_names() -> set[str]:
     """Every processor name this worker could run, without importing built-ins."""
-    return set(BUILTINS) | set(_registered) | set(_entry_points())
+    return plugins.names()
 
 
 def get_processor_class(name: str) -> type[Processor]:
     """The class for `name`, importing its module on first use."""
-    if name in _registered:
-        return _registered[name]
-    if name in BUILTINS:
-        module, extra = BUILTINS[name]
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            hint = f" (install the '{extra}' extra: pip install 'stoker[{extra}]')" if extra else ""
-            raise PermanentError(f"processor {name!r} cannot be imported: {exc}{hint}") from exc
-        if name in _registered:
-            return _registered[name]
-    eps = _entry_points()
-    if name in eps:
-        cls = eps[name].load()  # type: ignore[attr-defined]
-        if not (isinstance(cls, type) and issubclass(cls, Processor)):
-            raise PermanentError(f"entry point {name!r} is not a Processor subclass")
-        _registered[name] = cls
-        return cls
-    raise UnknownProcessor(f"unknown processor {name!r}; known: {', '.join(sorted(known_names()))}")
+    if name not in plugins.names():
+        raise UnknownProcessor(
+            f"unknown processor {name!r}; known: {', '.join(sorted(known_names()))}"
+        )
+    try:
+        return plugins.get(name)
+    except ImportError as exc:
+        extra = BUILTINS.get(name, ("", None))[1]
+        hint = f" (install the '{extra}' extra: pip install 'stoker[{extra}]')" if extra else ""
+        raise PermanentError(f"processor {name!r} cannot be imported: {exc}{hint}") from exc

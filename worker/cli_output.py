@@ -63,6 +63,8 @@ def format_status(
         lines.append(
             f"  attempt {att['number']}: {att['outcome']}{took} on {att['worker_id']}{detail}"
         )
+        if full and att.get("traceback"):
+            lines.append("    " + str(att["traceback"]).rstrip().replace("\n", "\n    "))
     return "\n".join(lines)
 
 

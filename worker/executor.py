@@ -20,18 +20,18 @@ import signal
 import threading
 import time
 from multiprocessing.connection import Connection, wait
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
 from config import Settings
 from processors.base import ConfigError
+from worker.duties import POLL_S, Abort
 from worker.execution import Hooks, JobRunner, Task, check_processor_config
 from worker.outcome import Outcome
 
 log = structlog.get_logger("stoker.executor")
 
-Abort = Literal["stop", "kill"] | None
 
 
 class ExecutorDied(RuntimeError):
@@ -50,7 +50,7 @@ class JobHandler(abc.ABC):
     @abc.abstractmethod
     def job_result(self, job_id: str) -> Any: ...
 
-    poll_interval: float = 0.25
+    poll_interval: float = POLL_S
     """Longest wait between `poll` calls while a job runs (seconds)."""
 
     def sent(self) -> None:

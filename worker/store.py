@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from models import Attempt, FrameResult, Job
+from worker.lifecycle import FINAL, JobStatus
 from worker.outcome import Outcome
 from worker.protocol import Job as JobSpec
 from worker.protocol import utcnow
@@ -76,7 +77,7 @@ _ATTEMPT_COLUMNS = (
 )
 
 #: Statuses a failed, retried or requeued attempt leaves alone.
-_FINAL_FOR_SETTLE = ("succeeded", "cancelled")
+_FINAL_FOR_SETTLE = (JobStatus.SUCCEEDED, JobStatus.CANCELLED)
 
 
 def _not_final() -> Any:
@@ -242,7 +243,7 @@ class JobStore:
             update(jobs)
             .where(jobs.c.id == bindparam("b_id"))
             .values(
-                status="succeeded",
+                status=JobStatus.SUCCEEDED,
                 result=bindparam("b_result", type_=jobs.c.result.type),
                 progress=1.0,
                 finished_at=bindparam("b_now", type_=jobs.c.finished_at.type),
@@ -321,7 +322,7 @@ class JobStore:
             "queue": queue,
             "processor": job.processor,
             "params": job.params,
-            "status": "queued",
+            "status": JobStatus.QUEUED,
             "attempts": job.attempts,
             "max_attempts": job.max_attempts,
             "queued_at": job.queued_at or now,
@@ -358,7 +359,7 @@ class JobStore:
             raise
         if res.rowcount:
             return "run"
-        return "cancelled" if self.status_of(job.id) == "cancelled" else "succeeded"
+        return "cancelled" if self.status_of(job.id) == JobStatus.CANCELLED else "succeeded"
 
     def _start_params(
         self, job: JobSpec, queue: str, worker_id: str, started_at: datetime
@@ -368,7 +369,7 @@ class JobStore:
             "queue": queue,
             "processor": job.processor,
             "params": job.params,
-            "status": "running",
+            "status": JobStatus.RUNNING,
             "attempts": job.attempts + 1,
             "max_attempts": job.max_attempts,
             "worker_id": worker_id,
@@ -424,14 +425,14 @@ class JobStore:
                 starts[params["id"]] = params
                 continue
             statements = self._finish_statements(*args, **kwargs)
-            start = starts.get(args[0]) if kwargs["status"] == "succeeded" else None
+            start = starts.get(args[0]) if kwargs["status"] == JobStatus.SUCCEEDED else None
             if start is not None:
                 del starts[args[0]]
                 (_, success), attempt = statements
                 done.append(
                     start
                     | {
-                        "status": "succeeded",
+                        "status": JobStatus.SUCCEEDED,
                         "result": success["b_result"],
                         "progress": 1.0,
                         "finished_at": success["b_now"],
@@ -516,7 +517,7 @@ class JobStore:
             "finished_at": now,
             "duration": outcome.duration,
         }
-        if status == "succeeded":
+        if status == JobStatus.SUCCEEDED:
             stmt = self._success_stmt
             params: dict[str, Any] = {"b_id": job_id, "b_result": outcome.result, "b_now": now}
         else:
@@ -526,7 +527,7 @@ class JobStore:
                 "b_status": status,
                 "b_attempts": attempt - 1 if outcome.kind == "interrupted" else attempt,
                 "b_now": now,
-                "b_finished_at": now if status in ("failed", "cancelled") else None,
+                "b_finished_at": now if status in (JobStatus.FAILED, JobStatus.CANCELLED) else None,
                 "b_run_at": run_at,
                 "b_error": message,
                 "b_error_type": error_type,
@@ -558,7 +559,7 @@ class JobStore:
             "queue": _text(queue, 128),
             "processor": _text(processor, 128) if isinstance(processor, str) else None,
             "params": params if isinstance(params, dict) else None,
-            "status": "failed",
+            "status": JobStatus.FAILED,
             "attempts": 0,
             "error": _text(reason),
             "error_type": _text(error_type, 128),
@@ -573,7 +574,7 @@ class JobStore:
                 k: stmt.excluded[k]
                 for k in ("status", "error", "error_type", "worker_id", "finished_at", "updated_at")
             },
-            where=jobs.c.status != "succeeded",
+            where=jobs.c.status != JobStatus.SUCCEEDED,
         )
         self._run(stmt)
 
@@ -585,7 +586,7 @@ class JobStore:
         now = utcnow()
         row = self.conn.execute(select(jobs.c.attempts).where(jobs.c.id == job_id)).first()
         self.conn.commit()
-        status = "failed" if poisoned else "queued"
+        status = JobStatus.FAILED if poisoned else JobStatus.QUEUED
         message = (
             "poison pill: took down its worker on every delivery"
             if poisoned
@@ -686,8 +687,8 @@ class JobStore:
         now = utcnow()
         self._run(
             update(jobs)
-            .where(jobs.c.id == job_id, jobs.c.status.notin_(("succeeded", "failed")))
-            .values(status="cancelled", finished_at=now, updated_at=now)
+            .where(jobs.c.id == job_id, jobs.c.status.notin_(tuple(FINAL)))
+            .values(status=JobStatus.CANCELLED, finished_at=now, updated_at=now)
         )
 
     # Reads
@@ -709,7 +710,7 @@ class JobStore:
 
     def result(self, job_id: str) -> Any:
         row = self.get(job_id)
-        return row["result"] if row and row["status"] == "succeeded" else None
+        return row["result"] if row and row["status"] == JobStatus.SUCCEEDED else None
 
     def frame_rows(self, job_id: str) -> list[dict[str, Any]]:
         rows = (

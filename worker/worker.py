@@ -17,14 +17,13 @@ One loop, one job at a time:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import redis
@@ -42,16 +41,18 @@ from worker.backoff import (
 )
 from worker.broker import Broker, Delivery
 from worker.execution import Task
-from worker.executor import Abort, Executor, JobHandler, make_executor
-from worker.failed import failed_entry
+from worker.executor import Executor, make_executor
 from worker.heartbeat import Heartbeat
 from worker.keys import Keys, queue_name_error
+from worker.lifecycle import JobStatus, Transitions, decide
 from worker.ops import Ops
 from worker.outcome import Outcome
+from worker.prefetch import Prefetcher
 from worker.protocol import BadPayload, Job, parse_payload, utcnow
 from worker.reconciler import Reconciler
 from worker.recovery import Recovery
 from worker.retry_policy import RetryPolicy
+from worker.running import RunningJob
 from worker.stats import Stats
 from worker.store import JobStore
 from worker.writer import OutcomeWriter
@@ -60,10 +61,24 @@ log = structlog.get_logger("stoker.worker")
 
 T = TypeVar("T")
 
-#: How often a running job's cancel mark is checked (seconds).
-CANCEL_CHECK_S = 0.5
-#: How long a job asked to stop may take before its executor is killed (seconds).
-STOP_BEFORE_KILL_S = 5.0
+#: (decision, status it left the job in) -> the `Stats` count it adds to.
+_OUTCOME_OF: dict[tuple[str, JobStatus], str] = {
+    ("succeed", JobStatus.SUCCEEDED): "succeeded",
+    ("retry", JobStatus.RETRYING): "retried",
+    ("fail", JobStatus.FAILED): "failed",
+    ("requeue", JobStatus.QUEUED): "requeued",
+    ("cancel", JobStatus.CANCELLED): "cancelled",
+    ("retry", JobStatus.CANCELLED): "cancelled",
+    ("requeue", JobStatus.CANCELLED): "cancelled",
+}
+#: `Stats` count -> the disposition `stoker_jobs_total` counts (a shutdown requeue: none).
+_METRIC_OF = {
+    "succeeded": "succeeded",
+    "retried": "retried",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
 
 
 def default_worker_id() -> str:
@@ -123,14 +138,25 @@ class Worker:
         self._registered = False
         # The writer thread gets its own store and broker (each holds one connection).
         self.writer = OutcomeWriter(JobStore(self.store.url), self._broker(client))
+        self.transitions = Transitions(
+            store=self.store,
+            broker=self.broker,
+            writer=self.writer,
+            worker_id=self.worker_id,
+            retry_db=self._retry_db,
+            retry_redis=self._retry_redis,
+        )
         self.stopping = False
         self.force = False
         self._stop_since: float | None = None
         self.current: Job | None = None
-        self._next: Delivery | None = None
-        """A job prefetched while the current one runs (already in flight in Redis)."""
-        self._prefetch_sent = False
-        self._orphan_check_due = False
+        self.prefetcher = Prefetcher(
+            self.broker,
+            self.queues,
+            enabled=settings.prefetch,
+            retry_redis=self._retry_redis,
+            flush_outcomes=self.writer.flush,
+        )
         self._cancel_current = False
         self._last_maintenance = 0.0
         self._log = log.bind(worker_id=self.worker_id)
@@ -272,12 +298,11 @@ class Worker:
         while not self.stopping:
             self.ops.tick()
             self.maintenance()
-            self._collect_prefetched()
-            if self._orphan_check_due:
-                self.reclaim_orphans()
-            if self._next is not None:
-                delivery, self._next = self._next, None
-                self.handle(delivery)
+            self.prefetcher.collect()
+            if self.prefetcher.orphan_check_due:
+                self.prefetcher.reclaim_orphans()
+            if (ahead := self.prefetcher.take()) is not None:
+                self.handle(ahead)
                 continue
             res = self._retry_redis(lambda: self.broker.fetch(self.queues))
             delivery = res.delivery
@@ -311,74 +336,12 @@ class Worker:
             timeout = min(timeout, max(0.01, next_due - time.time()))
         return max(0.01, timeout)
 
-    def prefetch(self, started: Delivery, job_id: str) -> None:
-        """While `started` runs, ask Redis for the next job, without waiting for the reply.
-
-        Also counts the delivery of `started` if it was itself prefetched. Best effort:
-        if it fails, the loop fetches after the job, as without prefetch.
-        """
-        if not self.settings.prefetch or self.stopping:
-            return
-        try:
-            self.broker.prefetch(self.queues, started=None if started.counted else job_id)
-        except redis.RedisError as exc:
-            self._log.debug("prefetch skipped", error=str(exc))
-            self._orphan_check_due = True
-            return
-        started.counted = True
-        self._prefetch_sent = True
-
-    def _collect_prefetched(self) -> None:
-        if self._prefetch_sent:
-            self._prefetch_sent = False
-            res = self.broker.prefetched()
-            if res is None:  # its reply was lost: Redis may have moved a job all the same
-                self._orphan_check_due = True
-            self._next = res.delivery if res is not None else None
-
     @property
     def holds_prefetched(self) -> bool:
-        return self._prefetch_sent or self._next is not None
+        return self.prefetcher.holds
 
     def release_prefetched(self, *, wait: bool = True) -> None:
-        """Hand the prefetched job, if any, back to the front of its queue.
-
-        `wait=False` (while a job runs) tries once; after a failed try the job is an
-        orphan to this worker: `reclaim_orphans` hands it back between jobs.
-        """
-        self._collect_prefetched()
-        if self._next is None:
-            return
-        delivery = self._next
-        if wait:
-            self._retry_redis(lambda: self.broker.release(delivery))
-        else:
-            try:
-                self.broker.release(delivery)
-            except redis.RedisError:
-                self._orphan_check_due = True
-        self._next = None
-
-    def reclaim_orphans(self) -> None:
-        """Hand back in-flight jobs this worker lost track of (after a Redis error).
-
-        A reply lost with its connection can leave a job moved into this worker's
-        in-flight list that the loop never saw. Between jobs, once every success is
-        acknowledged, anything there besides the prefetched job is such an orphan: it
-        goes back to the front of its queue, where it is fetched again.
-        """
-        self.writer.flush()
-        held = self._next.raw if self._next is not None else None
-        for queue in self.queues:
-            key = self.keys.inflight(self.worker_id, queue)
-            for raw in self._retry_redis(lambda k=key: self.client.lrange(k, 0, -1)):
-                if raw == held:
-                    held = None
-                    continue
-                orphan = Delivery(raw, queue, key, duplicate_of=None, deliveries=0)
-                self._retry_redis(lambda d=orphan: self.broker.release(d))
-                self._log.warning("orphaned in-flight job handed back to its queue", queue=queue)
-        self._orphan_check_due = False
+        self.prefetcher.release(wait=wait)
 
     def maintenance(self, *, every: float = 0.0) -> None:
         """Periodic work between jobs and while one runs: recover dead workers' jobs."""
@@ -431,15 +394,10 @@ class Worker:
             )
             return None
         if job.run_at and job.run_at.timestamp() > time.time() + 0.001:
-            self._retry_db(lambda: self.store.enqueued(job, delivery.queue), "defer")
-            due = job.run_at.timestamp()
-            # The scheduled set's score holds the due time: once promoted, the job runs.
-            payload = job.model_copy(update={"run_at": None}).to_payload()
-            if self._retry_redis(lambda: self.broker.schedule(delivery, job.id, payload, due)):
+            if self.transitions.defer(delivery, job) == JobStatus.QUEUED:
                 self.stats.deferred += 1
                 jlog.info("job deferred", run_at=job.run_at.isoformat())
             else:
-                self._retry_db(lambda: self.store.cancel(job.id), "cancel")
                 jlog.info("job cancelled before it was deferred")
             return None
 
@@ -461,7 +419,7 @@ class Worker:
         jlog.info("job started", attempt=attempt, deliveries=delivery.deliveries)
         self.current, self._cancel_current = job, False
         self.ops.job_started(delivery.queue, job, started_at)
-        handler = _Handler(self, job.id, delivery)
+        handler = RunningJob(self, job.id, delivery)
         try:
             outcome = self.executor.execute(
                 Task(job.id, job.processor, job.params, attempt, self.worker_id),
@@ -494,145 +452,47 @@ class Worker:
         started_at: datetime,
         jlog: Any,
     ) -> None:
-        """Record the outcome durably, then move the job in Redis accordingly."""
-
-        def finish(status: Any, run_at: datetime | None = None) -> None:
-            self._retry_db(
-                lambda: self.store.finish(
-                    job.id,
-                    attempt=attempt,
-                    worker_id=self.worker_id,
-                    outcome=outcome,
-                    status=status,
-                    started_at=started_at,
-                    run_at=run_at,
-                ),
-                "finish",
-            )
-
-        fields = {"attempt": attempt, "duration_s": round(outcome.duration, 4)}
+        """Decide what the outcome means (`lifecycle.decide`), then record it durably and
+        move the job in Redis (`lifecycle.Transitions`)."""
+        decision = decide(
+            outcome,
+            attempt=attempt,
+            max_attempts=job.max_attempts or self.policy.max_attempts,
+            policy=self.policy,
+            cancelled=self._cancel_current,
+        )
         if outcome.kind == "timeout":
             self.stats.timeouts += 1
         elif outcome.kind == "crashed":
             self.stats.crashes += 1
-
-        if outcome.succeeded:
-            # Written and then acknowledged by the writer thread, in a group commit.
-            self.writer.succeeded(
-                delivery,
-                job.id,
-                attempt=attempt,
-                worker_id=self.worker_id,
-                outcome=outcome,
-                started_at=started_at,
-            )
-            self.stats.succeeded += 1
-            self.ops.settled(delivery.queue, job.processor, "succeeded", outcome.kind)
+        if decision.action != "succeed":
+            self.writer.flush()  # rare outcomes stay synchronous, after everything before them
+        status = self.transitions.settle(decision, delivery, job, attempt, outcome, started_at)
+        counted = _OUTCOME_OF.get((decision.action, status))
+        if counted is not None:
+            setattr(self.stats, counted, getattr(self.stats, counted) + 1)
+        if counted in _METRIC_OF:
+            self.ops.settled(delivery.queue, job.processor, _METRIC_OF[counted], outcome.kind)
+        fields = {"attempt": attempt, "duration_s": round(outcome.duration, 4)}
+        error = {"kind": outcome.kind, "error_type": outcome.error_type, "error": outcome.message}
+        if status == JobStatus.SUCCEEDED:
             jlog.info("job succeeded", **fields)
-            return None
-
-        # Rare outcomes stay synchronous, after everything queued before them.
-        self.writer.flush()
-
-        if outcome.kind == "interrupted":
-            if self._cancel_current:
-                finish("cancelled")
-                jlog.info("job cancelled while running", **fields)
-                self._retry_redis(lambda: self.broker.ack(delivery, job.id))
-                self.stats.cancelled += 1
-                self.ops.settled(delivery.queue, job.processor, "cancelled", outcome.kind)
-                return None
-            finish("queued")
-            payload = job.to_payload()
-            if self._retry_redis(lambda: self.broker.requeue_front(delivery, job.id, payload)):
-                self.stats.requeued += 1
-                jlog.info("job interrupted by shutdown; back at the front of its queue", **fields)
-            else:
-                self._cancelled_meanwhile(job.id, jlog)
-            return None
-
-        max_attempts = job.max_attempts or self.policy.max_attempts
-        if not outcome.permanent and self.policy.should_retry(attempt, max_attempts):
-            delay = max(self.policy.delay(attempt), outcome.retry_after or 0.0)
-            due = time.time() + delay
-            finish("retrying", datetime.fromtimestamp(due, UTC))
-            retry = job.model_copy(update={"attempts": attempt})
-            payload = retry.to_payload()
-            if not self._retry_redis(lambda: self.broker.schedule(delivery, job.id, payload, due)):
-                self._cancelled_meanwhile(job.id, jlog)
-                return None
-            self.stats.retried += 1
-            self.ops.settled(delivery.queue, job.processor, "retried", outcome.kind)
-            jlog.warning(
-                "job failed; retry scheduled",
-                kind=outcome.kind,
-                error_type=outcome.error_type,
-                error=outcome.message,
-                retry_in_s=round(delay, 2),
-                **fields,
-            )
-            return None
-
-        finish("failed")
-        entry = failed_entry(
-            job_id=job.id,
-            job={**job.model_dump(mode="json"), "attempts": attempt},
-            queue=delivery.queue,
-            outcome=outcome,
-            attempts=attempt,
-            worker_id=self.worker_id,
-            deliveries=delivery.deliveries,
-        )
-        self._retry_redis(lambda: self.broker.fail(delivery, job.id, entry))
-        self.stats.failed += 1
-        self.ops.settled(delivery.queue, job.processor, "failed", outcome.kind)
-        jlog.error(
-            "job failed",
-            kind=outcome.kind,
-            error_type=outcome.error_type,
-            error=outcome.message,
-            permanent=outcome.permanent,
-            **fields,
-        )
-        return None
-
-    def _cancelled_meanwhile(self, job_id: str, jlog: Any) -> None:
-        """Its cancellation was asked while the attempt ran: the job left flight, not
-        requeued or scheduled; its row says so."""
-        self._retry_db(lambda: self.store.cancel(job_id), "cancel")
-        self.stats.cancelled += 1
-        jlog.info("job cancelled while running; not run again")
+        elif decision.action == "retry" and status == JobStatus.RETRYING:
+            assert decision.due is not None
+            retry_in = round(decision.due - time.time(), 2)
+            jlog.warning("job failed; retry scheduled", retry_in_s=retry_in, **error, **fields)
+        elif decision.action == "requeue" and status == JobStatus.QUEUED:
+            jlog.info("job interrupted by shutdown; back at the front of its queue", **fields)
+        elif status == JobStatus.CANCELLED:
+            jlog.info("job cancelled while running", **fields)
+        else:
+            jlog.error("job failed", permanent=outcome.permanent, **error, **fields)
 
     def reject(
         self, delivery: Delivery, reason: str, error_type: str, job_id: str | None, data: Any
     ) -> None:
         """A job that can never run: straight to the failed list (and a failed row)."""
-        if job_id:
-            self._retry_db(
-                lambda: self.store.failed_early(
-                    job_id,
-                    queue=delivery.queue,
-                    reason=reason,
-                    error_type=error_type,
-                    data=data,
-                    worker_id=self.worker_id,
-                ),
-                "reject",
-            )
-        outcome = Outcome("error", error_type=error_type, message=reason, permanent=True)
-        # Anything but a decoded object (bad JSON, too deep, not UTF-8) is kept as raw text.
-        job = data if isinstance(data, dict) else None
-        entry = failed_entry(
-            job_id=job_id,
-            job=job,
-            queue=delivery.queue,
-            outcome=outcome,
-            attempts=0,
-            worker_id=self.worker_id,
-            raw=delivery.raw,
-            deliveries=delivery.deliveries,
-        )
-        self._retry_redis(lambda: self.broker.fail(delivery, job_id, entry))
+        self.transitions.reject(delivery, reason, error_type, job_id, data)
         self.stats.rejected += 1
         self.ops.settled(delivery.queue, None, "rejected", None)
         self._log.error(
@@ -651,7 +511,7 @@ class Worker:
             self._log.warning("redis unavailable; retrying", error=str(exc), retry_in_s=delay)
             self.reconciler.redis_lost()
             self.ops.tick()  # waiting out an outage is not a hang
-            self._orphan_check_due = True
+            self.prefetcher.orphan_check_due = True
             if self._redis_server is not None and self._redis_server.revive():
                 self._log.warning("embedded redis restarted", url=self._redis_server.url)
 
@@ -683,113 +543,6 @@ class Worker:
             give_up=give_up or (lambda: self.force),
             on_retry=on_retry,
         )
-
-
-class _Handler(JobHandler):
-    """Progress, rows and control for the job being run by `worker`."""
-
-    def __init__(self, worker: Worker, job_id: str, delivery: Delivery) -> None:
-        self.worker = worker
-        self.job_id = job_id
-        self.delivery = delivery
-        self.started = time.monotonic()
-        self.interval = worker.settings.progress_interval
-        self.last_write = 0.0
-        self.pending: tuple[float, str | None] | None = None
-        self.rows_seen: set[str] = set()
-        self.row_error: str | None = None
-        self.last_cancel_check = 0.0
-        self.cancel_since = 0.0
-
-    def progress(self, job_id: str, fraction: float, stage: str | None) -> None:
-        self.pending = (fraction, stage)
-        now = time.monotonic()
-        if now - self.last_write >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending is None:
-            return
-        fraction, stage = self.pending
-        self.pending = None
-        self.last_write = time.monotonic()
-        w = self.worker
-        try:
-            w.store.progress(self.job_id, fraction, stage)
-            event = {"job_id": self.job_id, "progress": fraction, "stage": stage}
-            w.client.publish(w.keys.progress_channel(self.job_id), json.dumps(event))
-        except (redis.RedisError, OperationalError, DBAPIError) as exc:
-            # Progress is advisory: losing one update must not fail the job.
-            w._log.debug("progress not saved", error=str(exc))
-            w.store.reset()
-
-    def rows(self, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
-        w = self.worker
-        if not self.rows_seen:
-            w.writer.flush()  # the job's own row (the writer's `running` mark) comes first
-        first = kind not in self.rows_seen
-        self.rows_seen.add(kind)
-        if self.row_error is not None:
-            return
-        try:
-            w._retry_db(lambda: w.store.save_rows(job_id, kind, rows, first=first), "rows")
-        except Exception as exc:
-            if db_unavailable(exc) or redis_unavailable(exc):
-                raise  # a forced stop while the database is down
-            # Rows the store refuses are the job's fault: it fails, the worker carries on.
-            w.store.reset()
-            self.row_error = f"rows of kind {kind!r} refused: {type(exc).__name__}: {exc}"[:500]
-
-    def job_result(self, job_id: str) -> Any:
-        w = self.worker
-        if w.writer.success_pending(job_id):  # its success is queued for the group commit
-            w.writer.flush()
-        return w._retry_db(lambda: w.store.result(job_id), "job_result")
-
-    def sent(self) -> None:
-        self.worker.prefetch(self.delivery, self.job_id)
-
-    @property
-    def poll_interval(self) -> float:  # type: ignore[override]
-        hold = self.worker.settings.prefetch_hold
-        return min(hold, 0.25) if self.worker.holds_prefetched else 0.25
-
-    def poll(self) -> Abort:
-        w = self.worker
-        w.ops.tick()  # the supervisor is alive while the executor works (systemd watchdog)
-        now = time.monotonic()
-        if w.holds_prefetched and now - self.started >= w.settings.prefetch_hold:
-            # A long job: the prefetched one must not wait behind it (another worker may
-            # be idle, and a higher-priority job may arrive before this one ends).
-            w._log.debug("long job; prefetched job released", job_id=self.job_id)
-            w.release_prefetched(wait=False)
-        if now - self.last_cancel_check >= CANCEL_CHECK_S:
-            self.last_cancel_check = now
-            w.maintenance()
-            if not w._cancel_current and self._cancel_requested():
-                w._cancel_current = True
-                self.cancel_since = now
-        if w.force:
-            return "kill"
-        if w._cancel_current:
-            # Asked to stop at its next safe point first: killing the executor would cost
-            # the resident models a reload.
-            return "kill" if now - self.cancel_since >= STOP_BEFORE_KILL_S else "stop"
-        grace = w.settings.shutdown_grace
-        if w.stopping and w._stop_since is not None and now - w._stop_since >= grace:
-            # Past the grace: ask the job to stop at its next safe point, and stop the
-            # executor outright if it has not within a few more seconds.
-            past = now - w._stop_since - grace
-            return "kill" if past >= min(STOP_BEFORE_KILL_S, max(grace, 0.5)) else "stop"
-        return None
-
-    def _cancel_requested(self) -> bool:
-        w = self.worker
-        try:
-            # The mark stays until the job leaves flight (stoker.lua's `forget`).
-            return bool(w.client.sismember(w.keys.cancel, self.job_id))
-        except redis.RedisError:
-            return False
 
 
 def _safe_url(url: str) -> str:

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -271,12 +272,15 @@ class LocalBackend:
                         use_cache=True,
                     ).past_key_values
                     cache.batch_select_indices(torch.tensor(row_group, device=device))
-                output = self.model.generate(
-                    input_ids=ids_t,
-                    attention_mask=mask_t,
-                    past_key_values=cache,
-                    generation_config=config,
-                )
+                with warnings.catch_warnings():
+                    # transformers 5 deprecates the argument on every call; nothing to act on.
+                    warnings.filterwarnings("ignore", ".*past_key_values", FutureWarning)
+                    output = self.model.generate(
+                        input_ids=ids_t,
+                        attention_mask=mask_t,
+                        past_key_values=cache,
+                        generation_config=config,
+                    )
         except torch.OutOfMemoryError as exc:
             raise TransientError(f"out of memory while generating: {exc}") from exc
         new_tokens = output[:, ids_t.shape[1] :].tolist()

@@ -100,8 +100,6 @@ def describe_task_errors(errors: dict[str, dict[str, str]], limit: int = 300) ->
 def quiet_loading() -> Iterator[None]:
     """Load a model without progress bars, FutureWarnings and transformers' chatter."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    # Raised by transformers' generate() on every call; nothing a job's owner can act on.
-    warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)

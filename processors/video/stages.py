@@ -11,15 +11,14 @@ unknown stage or a dependency cycle is a `PipelineError`.
 from __future__ import annotations
 
 import abc
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, TypeVar
 
 import torch
 
 from config import VideoSettings
+from processors.plugins import PluginRegistry
 
 ENTRY_POINT_GROUP = "stoker.video_stages"
 
@@ -118,54 +117,29 @@ class Stage(abc.ABC):
         return None
 
 
-_registered: dict[str, type[Stage]] = {}
-_builtins_loaded = False
+#: Built-in stages live in `builtin_stages`, imported on the first lookup.
+stages: PluginRegistry[type[Stage]] = PluginRegistry(
+    kind="stage",
+    base=Stage,
+    group=ENTRY_POINT_GROUP,
+    modules=["processors.video.builtin_stages"],
+    error=PipelineError,
+)
 
 
 def register_stage(cls: S) -> S:
     """Class decorator: make a stage findable by its `name`."""
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise PipelineError(f"stage class {cls.__qualname__} has no name")
-    _registered[name] = cls
-    return cls
-
-
-def _ensure_builtins() -> None:
-    global _builtins_loaded
-    if not _builtins_loaded:
-        importlib.import_module("processors.video.builtin_stages")
-        _builtins_loaded = True
-
-
-def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return stages.register(cls)
 
 
 def available_stages() -> list[str]:
     """Every stage name this install knows, without importing plugins."""
-    _ensure_builtins()
-    return sorted(set(_registered) | set(_entry_points()))
+    return sorted(stages.names())
 
 
 def get_stage_class(name: str) -> type[Stage]:
     """The class of stage `name`, loading its entry point on first use."""
-    _ensure_builtins()
-    if name in _registered:
-        return _registered[name]
-    eps = _entry_points()
-    if name not in eps:
-        raise PipelineError(f"unknown stage {name!r}; known: {', '.join(available_stages())}")
-    try:
-        cls = eps[name].load()
-    except Exception as exc:  # a broken plugin must name itself, whatever it raised
-        raise PipelineError(f"stage plugin {name!r} failed to load: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Stage)):
-        raise PipelineError(f"entry point {name!r} in {ENTRY_POINT_GROUP} is not a Stage subclass")
-    if getattr(cls, "name", None) != name:
-        raise PipelineError(f"entry point {name!r} loads a stage named {cls.name!r}")
-    _registered[name] = cls
-    return cls
+    return stages.get(name)
 
 
 def resolve_pipeline(names: Sequence[str]) -> list[type[Stage]]:

@@ -4,11 +4,12 @@ when, and how the result is recorded. Pure functions of a seed (no audio is made
 
 Rules of a draw (issue 16):
 - 2-6 speakers. Each is an espeak-ng accent, a voice variant, a pitch shift of -600 to
-  +600 cents (sox), a speed of 130-210 words per minute, a level (-6-0 dB) and a stereo
-  pan. Two speakers of one conversation are different people: they have different
-  variants and sit at least 200 cents (two semitones) apart. (Closer draws made voices
-  that even a listener confuses: espeak's variants mostly differ in pitch.) Nothing else
-  about the voices is chosen with the diarizer in mind.
+  +600 cents (sox), a speed of 120-180 words per minute (a conversational pace), a
+  level (-6-0 dB) and a stereo pan. Two speakers of one conversation are different
+  people: they have different variants and sit at least 200 cents (two semitones)
+  apart. (Closer draws made voices that even a listener confuses: espeak's variants
+  mostly differ in pitch.) Nothing else about the voices is chosen with the diarizer in
+  mind.
 - Turns of 0.5-15 s (a third of them short back-channel replies under ~1.5 s), gaps of
   0-1 s, and about one change in seven an overlap of up to 0.5 s. Speakers take part
   unevenly (Dirichlet weights): some say a single sentence, but everyone's first turn is
@@ -175,7 +176,7 @@ def draw_voices(rng: np.random.Generator, n: int) -> tuple[SpeakerVoice, ...]:
             accent=str(rng.choice(ACCENTS)),
             variant=VARIANTS[int(variant)],
             pitch_cents=pitch,
-            speed=int(rng.integers(130, 211)),
+            speed=int(rng.integers(120, 181)),
             gain_db=round(float(rng.uniform(-6.0, 0.0)), 1),
             pan=round(float(rng.uniform(0.0, 1.0)), 2),
         )

@@ -99,3 +99,53 @@ def test_scoring_cli_prints_der_per_file(
     assert scoring.main([str(tmp_path / "ref.rttm"), str(tmp_path / "hyp.rttm")]) == 0
     out = capsys.readouterr().out
     assert "25.00%" in out and out.splitlines()[1].startswith("f ")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_der_with_a_collar_matches_pyannote_metrics(seed: int) -> None:
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    rng = np.random.default_rng(100 + seed)
+    reference = random_turns(rng, ["a", "b", "c"], 25)
+    hypothesis = random_turns(rng, ["x", "y", "z"], 25)
+
+    def annotation(turns: list[Turn]) -> Annotation:
+        out = Annotation()
+        for i, t in enumerate(turns):
+            out[Segment(t.start, t.end), i] = t.speaker
+        return out
+
+    # md-eval's collar c leaves out c either side; pyannote's collar is the whole width.
+    expected = DiarizationErrorRate(collar=0.5, skip_overlap=False)(
+        annotation(reference), annotation(hypothesis)
+    )
+    got = diarization_error_rate(reference, hypothesis, collar=0.25)
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_collar_forgives_boundaries_placed_a_little_late() -> None:
+    reference = [Turn(0, 4, "a"), Turn(4, 8, "b")]
+    hypothesis = [Turn(0, 4.2, "A"), Turn(4.2, 8, "B")]
+    assert diarization_error_rate(reference, hypothesis) > 0
+    assert diarization_error_rate(reference, hypothesis, collar=0.25) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ([(0.5, 0.9, "X"), (5.0, 5.4, "Y")], 1.0),  # labels map one-to-one onto a and b
+        ([(0.5, 0.9, "X"), (5.0, 5.4, "X")], 0.5),  # one label for both speakers
+        ([(3.7, 3.9, "X"), (4.1, 4.3, "Y"), (5.0, 5.4, "Y")], 1.0),  # either side of a change
+        ([(3.5, 3.6, "X"), (3.65, 3.75, "Y")], 1.0),  # in the overlap either speaker is right
+        ([(9.0, 9.2, "Y"), (0.5, 0.9, "X")], 1.0),  # after the last turn: its speaker
+    ],
+    ids=["mapped", "merged", "boundary", "overlap", "outside"],
+)
+def test_word_speaker_accuracy(words: list[tuple], expected: float) -> None:
+    reference = [Turn(0, 4, "a"), Turn(3.4, 8, "b")]
+    assert scoring.word_speaker_accuracy(reference, words) == pytest.approx(expected)
+
+
+def test_word_speaker_accuracy_of_no_words_is_one() -> None:
+    assert scoring.word_speaker_accuracy([Turn(0, 1, "a")], []) == 1.0

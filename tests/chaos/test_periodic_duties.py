@@ -17,8 +17,9 @@ from worker.admin import Admin
 pytestmark = pytest.mark.chaos
 
 #: Bounds: a cancel check every 0.5 s, then up to 5 s for a non-cooperative job to stop
-#: before its executor is killed; plus slack for this loaded 2-core machine.
-CANCEL_BOUND_S = 9.0
+#: before its executor is killed; plus generous slack for a loaded 2-core machine. The
+#: flooding jobs run 60 s: a duty that waited for a quiet moment would miss every bound.
+CANCEL_BOUND_S = 15.0
 
 
 def _admin(deployment: Deployment) -> Admin:
@@ -30,7 +31,7 @@ def _admin(deployment: Deployment) -> Admin:
 
 def test_a_flooding_job_is_cancelled_within_its_bound(deployment: Deployment) -> None:
     deployment.start()
-    deployment.enqueue("flood", "chaos_flood", seconds=30)
+    deployment.enqueue("flood", "chaos_flood", seconds=60)
     wait_for(lambda: deployment.starts("flood"), 60)
 
     asked = time.monotonic()
@@ -45,12 +46,12 @@ def test_a_flooding_job_is_cancelled_within_its_bound(deployment: Deployment) ->
 
 def test_a_cooperative_flooding_job_stops_at_its_next_safe_point(deployment: Deployment) -> None:
     worker = deployment.start()
-    deployment.enqueue("coop", "chaos_flood", seconds=30, cooperative=True)
+    deployment.enqueue("coop", "chaos_flood", seconds=60, cooperative=True)
     wait_for(lambda: deployment.starts("coop"), 60)
     pids = worker.executor_pids()
 
     _admin(deployment).cancel("coop")
-    deployment.wait_status("coop", "cancelled", 3.0)
+    deployment.wait_status("coop", "cancelled", 8.0)
 
     # Stopped cooperatively: the executor (and its loaded models) survived.
     assert worker.executor_pids() == pids
@@ -58,21 +59,21 @@ def test_a_cooperative_flooding_job_stops_at_its_next_safe_point(deployment: Dep
 
 def test_sigterm_past_the_grace_stops_a_flooding_job(deployment: Deployment) -> None:
     worker = deployment.start(shutdown_grace=1)
-    deployment.enqueue("flood", "chaos_flood", seconds=30)
+    deployment.enqueue("flood", "chaos_flood", seconds=60)
     wait_for(lambda: deployment.starts("flood"), 60)
 
     asked = time.monotonic()
     worker.signal(signal.SIGTERM)
 
-    assert worker.wait(1 + 1 + 5 + 5) == 0
-    assert time.monotonic() - asked < 12
+    assert worker.wait(30) == 0
+    assert time.monotonic() - asked < 20
     assert deployment.status("flood") == "queued"
     assert [j["id"] for j in deployment.queued()] == ["flood"]
 
 
 def test_a_second_sigterm_stops_a_flooding_job_at_once(deployment: Deployment) -> None:
     worker = deployment.start(shutdown_grace=60)
-    deployment.enqueue("flood", "chaos_flood", seconds=30)
+    deployment.enqueue("flood", "chaos_flood", seconds=60)
     wait_for(lambda: deployment.starts("flood"), 60)
 
     worker.signal(signal.SIGTERM)
@@ -80,18 +81,18 @@ def test_a_second_sigterm_stops_a_flooding_job_at_once(deployment: Deployment) -
     asked = time.monotonic()
     worker.signal(signal.SIGTERM)
 
-    assert worker.wait(15) == 0
-    assert time.monotonic() - asked < 5
+    assert worker.wait(30) == 0
+    assert time.monotonic() - asked < 10
 
 
 def test_a_dead_workers_jobs_are_recovered_while_the_live_one_runs_a_flooding_job(
     deployment: Deployment,
 ) -> None:
     victim = deployment.start("victim")
-    deployment.enqueue("orphan", "chaos_slow", seconds=30)
+    deployment.enqueue("orphan", "chaos_slow", seconds=60)
     wait_for(lambda: deployment.starts("orphan"), 60)
     survivor = deployment.start("survivor")
-    deployment.enqueue("flood", "chaos_flood", seconds=30)
+    deployment.enqueue("flood", "chaos_flood", seconds=60)
     wait_for(lambda: deployment.starts("flood"), 60)
 
     victim.kill()

@@ -42,6 +42,13 @@ def test_status_full_prints_the_whole_result() -> None:
     assert "x" * 5000 in format_status(row, [], full=True)
 
 
+def test_status_full_prints_each_attempts_traceback_as_lines() -> None:
+    row = {"id": "j", "status": "failed"}
+    attempt = {"number": 1, "outcome": "error", "worker_id": "w", "traceback": TRACEBACK}
+    out = format_status(row, [attempt], full=True)
+    assert '      File "x.py", line 1' in out.splitlines()
+
+
 def test_failed_table_has_a_header_row() -> None:
     out = failed_table([{"id": "a", "error": {"type": "ValueError", "message": "bad"}}])
     assert out.splitlines()[0].split() == ["ID", "FAILED", "AT", "TRIES", "QUEUE", "ERROR"]

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_ctrl_c_stops_the_embedded_server_when_no_one_else_uses_it(zero: Zero) -
 
 
 def test_a_second_worker_keeps_the_server_and_runs_jobs_after_the_first_stops(
-    zero: Zero,
+    zero: Zero, tmp_path: Path
 ) -> None:
     term = Terminal(zero.env)
     wait_for(lambda: "push a job:" in term.text, timeout=60)
@@ -58,8 +59,8 @@ def test_a_second_worker_keeps_the_server_and_runs_jobs_after_the_first_stops(
         env=zero.env,
         cwd=ROOT,
         start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(log := open(tmp_path / "other.log", "w")),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for(lambda: len(json.loads(zero.cli("info", "--json").stdout)["workers"]) == 2)
@@ -72,5 +73,7 @@ def test_a_second_worker_keeps_the_server_and_runs_jobs_after_the_first_stops(
         assert [w["alive"] for w in info["workers"]] == [True]
     finally:
         other.send_signal(signal.SIGTERM)
-        assert other.wait(60) == 0
+        code = other.wait(60)
+        log.close()
+        assert code == 0, (tmp_path / "other.log").read_text()[-3000:]
     assert zero.server_url() is None

@@ -56,7 +56,7 @@ def test_jobs_a_lost_reply_left_in_flight_are_handed_back_to_the_front_of_their_
         worker_id="unit-worker",
     )
     try:
-        worker.reclaim_orphans()
+        worker.prefetcher.reclaim_orphans()
     finally:
         worker.close()
 

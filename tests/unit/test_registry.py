@@ -39,11 +39,11 @@ def test_entry_point_group_is_discovered(tmp_path: Path, monkeypatch: pytest.Mon
         "[stoker.processors]\nshout = tests.unit.sample_processors:ShoutProcessor\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry._entry_points.cache_clear()
+    registry.plugins.rescan()
     try:
         assert "shout" in registry.known_names()
         assert registry.get_processor_class("shout").name == "shout"
     finally:
-        registry._entry_points.cache_clear()
-        registry._registered.pop("shout", None)
+        registry.plugins.rescan()
+        registry.plugins.unregister("shout")
         sys.modules.pop("tests.unit.sample_processors", None)

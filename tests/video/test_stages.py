@@ -25,6 +25,7 @@ from processors.video.stages import (
     StageOutput,
     register_stage,
     resolve_pipeline,
+    stages,
 )
 from tests.video.conftest import JobRun, make_context
 
@@ -154,6 +155,7 @@ def test_entry_point_stage_is_loaded(
         f"[{ENTRY_POINT_GROUP}]\ntest_frame_number = stoker_demo_stage:FrameNumber\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    stages.rescan()  # entry points are scanned once per registry
     job = run_job(video_path="short.mkv", stages=["test_frame_number"], max_frames=5)
     assert [row["values"]["test_frame_number"] for row in job.rows] == [0, 10, 20, 30, 40]
 

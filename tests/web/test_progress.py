@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,12 @@ from tests.support import wait_for
 from tests.web.conftest import live_server
 
 pytestmark = pytest.mark.integration
+
+
+def run(coro: Any) -> Any:
+    """asyncio.run in a thread of its own (Playwright's sync API may own this one's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def first_events(base: str, job_id: str, n: int, publish: Callable[[], None]) -> list:
@@ -51,7 +58,7 @@ def test_every_open_stream_receives_a_published_progress_event(
 ) -> None:
     event = {"job_id": "p-1", "progress": 0.5, "stage": "<b>decode</b>"}
     with live_server(web_settings()) as base:
-        seen = asyncio.run(
+        seen = run(
             first_events(
                 base, "p-1", 5, lambda: real_redis.publish("stoker:progress:p-1", json.dumps(event))
             )
@@ -74,7 +81,7 @@ def test_many_streams_share_one_redis_subscription_and_hold_no_database_connecti
         real_redis.publish("stoker:progress:p-2", json.dumps({"progress": 1.0}))
 
     with live_server(app.state.core.settings, app=app) as base:
-        asyncio.run(first_events(base, "p-2", 30, publish))
+        run(first_events(base, "p-2", 30, publish))
         wait_for(lambda: app.state.hub.viewers == 0, 10)
         wait_for(lambda: real_redis.pubsub_numsub("stoker:progress:p-2")[0][1] == 0, 10)
     assert checked_out[0] <= 1  # the store's own connection at most, not one per stream

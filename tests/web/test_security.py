@@ -186,3 +186,27 @@ def test_no_secret_appears_on_any_page(web_settings: Callable[..., Settings]) ->
 def test_every_answer_carries_a_strict_content_security_policy(client: Any) -> None:
     csp = client.get("/", headers={"accept": "text/html"}).headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_a_jobs_text_output_file_is_shown_as_plain_text(client: Any) -> None:
+    folder = client.app.state.core.settings.output_dir / "j-1"
+    folder.mkdir(parents=True)
+    (folder / "out.rttm").write_text("SPEAKER m 1 0.00 1.50 <NA> <NA> S0 <NA> <NA>\n")
+    r = client.get("/jobs/j-1/files/out.rttm")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+
+
+def test_a_jobs_html_output_file_downloads_instead_of_rendering(client: Any) -> None:
+    folder = client.app.state.core.settings.output_dir / "j-2"
+    folder.mkdir(parents=True)
+    (folder / "x.html").write_text("<script>alert(1)</script>")
+    r = client.get("/jobs/j-2/files/x.html")
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-disposition"].startswith("attachment")
+
+
+def test_an_output_file_path_cannot_leave_the_output_folder(client: Any) -> None:
+    secret = client.app.state.core.settings.output_dir.parent / "secret.txt"
+    secret.write_text("no")
+    assert client.get("/jobs/..%2F/files/secret.txt").status_code == 404
+    assert client.get("/jobs/x/files/..%2F..%2Fsecret.txt").status_code == 404

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import mimetypes
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -163,8 +162,8 @@ async def job_file(request: Request, job_id: str, name: str) -> Response:
         raise AdminError(f"no file {name} for job {job_id}", 404)
     if path.suffix.lower() in TEXT_SUFFIXES:
         return FileResponse(path, media_type="text/plain; charset=utf-8")
-    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media, filename=path.name)
+    # Anything else downloads: a job's .html or .svg must never render in this origin.
+    return FileResponse(path, media_type="application/octet-stream", filename=path.name)
 
 
 @router.get("/jobs/{job_id:path}", response_class=HTMLResponse)

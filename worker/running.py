@@ -1,0 +1,141 @@
+"""The supervisor's side of a running job: what the executor reports (progress, rows,
+another job's result) and the periodic duties it polls (`worker.duties`).
+
+Progress is advisory (a lost update never fails the job) and throttled once, in the
+executor (`WORKER_PROGRESS_INTERVAL`, stage changes at once). Rows the store refuses fail
+the job, not the worker; the job's own row is committed before its first rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from worker.backoff import db_unavailable, redis_unavailable
+from worker.broker import Delivery
+from worker.duties import (
+    CANCEL_CHECK_S,
+    Abort,
+    cancel_abort,
+    hold_expired,
+    poll_interval,
+    shutdown_abort,
+)
+from worker.executor import JobHandler
+
+if TYPE_CHECKING:
+    from worker.worker import Worker
+
+
+class RunningJob(JobHandler):
+    """Progress, rows and control for the job being run by `worker`."""
+
+    def __init__(self, worker: Worker, job_id: str, delivery: Delivery) -> None:
+        self.worker = worker
+        self.job_id = job_id
+        self.delivery = delivery
+        self.started = time.monotonic()
+        self.interval = worker.settings.progress_interval
+        self.last_write = 0.0
+        self.pending: tuple[float, str | None] | None = None
+        self.rows_seen: set[str] = set()
+        self.row_error: str | None = None
+        self.last_cancel_check = 0.0
+        self.cancel_since = 0.0
+
+    def progress(self, job_id: str, fraction: float, stage: str | None) -> None:
+        self.pending = (fraction, stage)
+        now = time.monotonic()
+        if now - self.last_write >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending is None:
+            return
+        fraction, stage = self.pending
+        self.pending = None
+        self.last_write = time.monotonic()
+        w = self.worker
+        try:
+            w.store.progress(self.job_id, fraction, stage)
+            event = {"job_id": self.job_id, "progress": fraction, "stage": stage}
+            w.client.publish(w.keys.progress_channel(self.job_id), json.dumps(event))
+        except (redis.RedisError, OperationalError, DBAPIError) as exc:
+            # Progress is advisory: losing one update must not fail the job.
+            w._log.debug("progress not saved", error=str(exc))
+            w.store.reset()
+
+    def rows(self, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
+        w = self.worker
+        if not self.rows_seen:
+            w.writer.flush()  # the job's own row (the writer's `running` mark) comes first
+        first = kind not in self.rows_seen
+        self.rows_seen.add(kind)
+        if self.row_error is not None:
+            return
+        try:
+            w._retry_db(lambda: w.store.save_rows(job_id, kind, rows, first=first), "rows")
+        except Exception as exc:
+            if db_unavailable(exc) or redis_unavailable(exc):
+                raise  # a forced stop while the database is down
+            # Rows the store refuses are the job's fault: it fails, the worker carries on.
+            w.store.reset()
+            self.row_error = f"rows of kind {kind!r} refused: {type(exc).__name__}: {exc}"[:500]
+
+    def job_result(self, job_id: str) -> Any:
+        w = self.worker
+        if w.writer.success_pending(job_id):  # its success is queued for the group commit
+            w.writer.flush()
+        return w._retry_db(lambda: w.store.result(job_id), "job_result")
+
+    def sent(self) -> None:
+        if not self.worker.stopping:
+            self.worker.prefetcher.send(self.delivery, self.job_id)
+
+    @property
+    def poll_interval(self) -> float:  # type: ignore[override]
+        w = self.worker
+        return poll_interval(holds_prefetched=w.holds_prefetched, hold=w.settings.prefetch_hold)
+
+    def poll(self) -> Abort:
+        """The periodic duties (`worker.duties`), in order; the abort they call for."""
+        w = self.worker
+        w.ops.tick()  # the supervisor is alive while the executor works (systemd watchdog)
+        now = time.monotonic()
+        self._hold_prefetched(now)
+        if now - self.last_cancel_check >= CANCEL_CHECK_S:
+            self.last_cancel_check = now
+            w.maintenance()
+            if not w._cancel_current and self._cancel_requested():
+                w._cancel_current = True
+                self.cancel_since = now
+        if w.force:
+            return "kill"
+        if w._cancel_current:
+            return cancel_abort(now=now, cancel_since=self.cancel_since)
+        if not w.stopping:
+            return None
+        return shutdown_abort(now=now, stop_since=w._stop_since, grace=w.settings.shutdown_grace)
+
+    def _hold_prefetched(self, now: float) -> None:
+        # A long job: the prefetched one must not wait behind it (another worker may be
+        # idle, and a higher-priority job may arrive before this one ends).
+        w = self.worker
+        hold = w.settings.prefetch_hold
+        if hold_expired(
+            now=now, started=self.started, hold=hold, holds_prefetched=w.holds_prefetched
+        ):
+            w._log.debug("long job; prefetched job released", job_id=self.job_id)
+            w.release_prefetched(wait=False)
+
+    def _cancel_requested(self) -> bool:
+        w = self.worker
+        try:
+            # The mark stays until the job leaves flight (stoker.lua's `forget`).
+            return bool(w.client.sismember(w.keys.cancel, self.job_id))
+        except redis.RedisError:
+            return False
