@@ -87,23 +87,33 @@ def print_row(row: dict[str, Any], conv: Any) -> None:
 def summarise(rows: list[dict[str, Any]]) -> None:
     """The distribution over the corpus."""
 
-    def dist(key: str) -> str:
+    def dist(key: str, higher_is_better: bool = False) -> str:
         v = np.array([r[key] for r in rows])
+        if higher_is_better:
+            return (
+                f"median {np.median(v):.2%}, p10 {np.percentile(v, 10):.2%}, worst "
+                f"{v.min():.2%}, best {v.max():.2%}"
+            )
         return (
             f"median {np.median(v):.2%}, p90 {np.percentile(v, 90):.2%}, worst "
             f"{v.max():.2%}, best {v.min():.2%}"
         )
 
     exact = np.mean([r["found"] == r["true"] for r in rows])
+    over = np.mean([r["found"] > r["true"] for r in rows])
     ders = np.array([r["der"] for r in rows])
     print(f"\n{len(rows)} conversations, {sum(r['duration'] for r in rows) / 60:.1f} min")
-    print(f"speaker count exact (no hints): {exact:.0%}   (target >= 90 %)")
+    print(
+        f"speaker count exact (no hints): {exact:.0%}   (target >= 90 %); "
+        f"too many {over:.0%}, too few {1 - exact - over:.0%}"
+    )
     print(f"DER, 0.25 s collar: {dist('der')}")
     print(f"  share with DER <= 5 %: {np.mean(ders <= 0.05):.0%}   (target >= 90 %, median <= 3 %)")
     print(f"DER, no collar:     {dist('der0')}")
     if "wer" in rows[0]:
         print(f"WER: {dist('wer')}   (target median <= 15 %)")
-        print(f"words given the right speaker: {dist('words_right')}   (target median >= 95 %)")
+        words = dist("words_right", higher_is_better=True)
+        print(f"words given the right speaker: {words}   (target median >= 95 %)")
     total = sum(r["duration"] for r in rows)
     diar = sum(r["rtf_diar"] * r["duration"] for r in rows) / total
     stt = sum(r["rtf_stt"] * r["duration"] for r in rows) / total

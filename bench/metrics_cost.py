@@ -136,14 +136,16 @@ def main() -> None:
         server = RedisProcess(Path(tmp), appendonly=True).start()
         try:
             for i in range(args.repeat):
-                c0 = cpu_s()
-                off.append(drain(server.url, 1, args.jobs))
-                c1 = cpu_s()
-                rate, n = drain_with_metrics(server.url, args.jobs)
-                c2 = cpu_s()
-                on.append(rate)
-                cpu_off.append((c1 - c0) / args.jobs * 1e6)
-                cpu_on.append((c2 - c1) / args.jobs * 1e6)
+                # Alternate which goes first (off-on, on-off, ...): no drift favours either.
+                for metrics in (False, True) if i % 2 == 0 else (True, False):
+                    c0 = cpu_s()
+                    if metrics:
+                        rate, n = drain_with_metrics(server.url, args.jobs)
+                        on.append(rate)
+                        cpu_on.append((cpu_s() - c0) / args.jobs * 1e6)
+                    else:
+                        off.append(drain(server.url, 1, args.jobs))
+                        cpu_off.append((cpu_s() - c0) / args.jobs * 1e6)
                 scrapes += n
                 print(
                     f"run {i + 1}: off {off[-1]:.0f} jobs/s, on {on[-1]:.0f} jobs/s "

@@ -8,7 +8,8 @@ Prints, with the machine's load average next to every figure:
   PostgreSQL, as tests/db starts one);
 - p50/p95 of the overview (page and API) with 100 queues and 50 workers in Redis;
 - a burst worker's drain of `--drain-jobs` echo jobs, alone and with 100 job pages open
-  (100 server-sent-event streams, each page re-reading its job every 10 s).
+  (100 server-sent-event streams fed 100 progress events/s in all, each page re-reading
+  its job every 10 s).
 
 The dashboard runs as its own process (`python -m worker web`), as in production.
 """
@@ -121,18 +122,18 @@ def start_web(redis_url: str, db_url: str, data: Path, queues: str) -> tuple[sub
         [sys.executable, "-m", "worker", "web", "--port", str(port)],
         env=env,
         cwd=ROOT,
-        stderr=subprocess.DEVNULL,
+        stderr=(data / "web.log").open("w"),
     )
     base = f"http://127.0.0.1:{port}"
     SERVER["pid"] = proc.pid
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             httpx.get(base + "/api/v1/workers", timeout=2)
             return proc, base
         except httpx.HTTPError:
             time.sleep(0.2)
-    raise RuntimeError("the dashboard did not start")
+    raise RuntimeError(f"the dashboard did not start:\n{(data / 'web.log').read_text()[-3000:]}")
 
 
 #: The dashboard process being measured (its CPU time per request is reported too: on this
@@ -245,15 +246,19 @@ def bench_overview(redis_url: str, db_url: str, folder: Path) -> None:
 
 
 async def _viewers(base: str, ids: list[str], stop: threading.Event) -> None:
+    """100 job pages: each holds its event stream and re-reads its page every 10 s (the
+    page's refresh for an unfinished job), the reads spread evenly."""
     async with httpx.AsyncClient(base_url=base, timeout=None) as c:
 
-        async def view(job_id: str) -> None:
+        async def view(job_id: str, offset: float) -> None:
             async with c.stream("GET", f"/api/v1/jobs/{job_id}/events") as r:
 
                 async def poll() -> None:
+                    await asyncio.sleep(offset)
                     while not stop.is_set():
-                        await asyncio.sleep(10 * random.uniform(0.9, 1.1))
-                        await c.get(f"/jobs/{job_id}")
+                        html = await c.get(f"/jobs/{job_id}", headers={"accept": "text/html"})
+                        html.raise_for_status()
+                        await asyncio.sleep(10)
 
                 task = asyncio.create_task(poll())
                 async for _ in r.aiter_lines():
@@ -261,11 +266,25 @@ async def _viewers(base: str, ids: list[str], stop: threading.Event) -> None:
                         break
                 task.cancel()
 
-        tasks = [asyncio.create_task(view(i)) for i in ids]
+        tasks = [asyncio.create_task(view(i, n / 10)) for n, i in enumerate(ids)]
         while not stop.is_set():
             await asyncio.sleep(0.2)
         for t in tasks:
             t.cancel()
+
+
+def _publisher(redis_url: str, ids: list[str], stop: threading.Event) -> None:
+    """Progress of the viewed jobs: 100 events/s in all (a worker publishes at most 2/s
+    per job), each fanned out to its page's stream."""
+    client = redis.Redis.from_url(redis_url)
+    n = 0
+    while not stop.is_set():
+        job_id = ids[n % len(ids)]
+        event = {"job_id": job_id, "progress": (n % 100) / 100, "stage": "bench"}
+        client.publish(f"stoker:progress:{job_id}", json.dumps(event))
+        n += 1
+        time.sleep(0.01)
+    client.close()
 
 
 def drain_once(redis_url: str, db_url: str, folder: Path, jobs: int) -> float:
@@ -312,23 +331,32 @@ def drain_once(redis_url: str, db_url: str, folder: Path, jobs: int) -> float:
 def bench_drain(redis_url: str, folder: Path, jobs: int) -> None:
     db_url = f"sqlite:///{folder / 'drain.db'}"
     JobStore(db_url).migrate()
-    proc, base = start_web(redis_url, db_url, folder, "default")
+    proc, base = start_web(redis_url, db_url, folder, "default,parked")
     try:
+        ids = [  # unfinished jobs (queued on a queue no worker serves): their pages refresh
+            httpx.post(
+                base + "/api/v1/jobs",
+                json={"processor": "echo", "params": {"text": "viewed"}, "queue": "parked"},
+            ).json()["id"]
+            for _ in range(100)
+        ]
         alone: list[float] = []
         viewed: list[float] = []
         share: list[float] = []
         for _ in range(2):
             alone.append(drain_once(redis_url, db_url, folder, jobs))
             stop = threading.Event()
-            ids = [f"viewed-{i}" for i in range(100)]
             th = threading.Thread(target=asyncio.run, args=(_viewers(base, ids, stop),))
+            pub = threading.Thread(target=_publisher, args=(redis_url, ids, stop))
             th.start()
-            time.sleep(3)
+            pub.start()
+            time.sleep(10)  # every page open and read once
             cpu, wall = _server_cpu(), time.monotonic()
             viewed.append(drain_once(redis_url, db_url, folder, jobs))
             share.append((_server_cpu() - cpu) / (time.monotonic() - wall))
             stop.set()
             th.join(30)
+            pub.join(30)
         a, v = statistics.median(alone), statistics.median(viewed)
         print(
             f"  drain of {jobs} echo jobs: alone {a:,.0f} jobs/s {[round(x) for x in alone]}, "

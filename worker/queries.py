@@ -25,7 +25,6 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, select, tuple_
 
 from models import FrameResult, Job
-from worker.store import _jsonable
 
 jobs = Job.__table__
 frame_results = FrameResult.__table__
@@ -102,7 +101,7 @@ def list_jobs(
             rows = _search(conn, cols, where, filters.search, after, limit)
         else:
             rows = _newest_first(conn, cols, where, after, limit)
-    out = [_jsonable(dict(r)) for r in rows[:limit]]
+    out = [_plain(dict(r)) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -155,6 +154,11 @@ def _parse_time(text: Any) -> datetime:
         return datetime.fromisoformat(str(text))
     except ValueError as exc:
         raise BadCursor("invalid page cursor") from exc
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its times as ISO 8601 UTC text (as `JobStore.get` gives them)."""
+    return {k: _as_utc(v).isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -30,6 +30,9 @@ from processors.base import Context
 
 ONE_VOICE = 0.3
 """Cosine distance (uncentred GE2E embeddings) under which all speech is one voice."""
+SAME_VOICE = 0.2
+"""Cosine distance between speakers' mean uncentred embeddings under which they are one
+voice: centring spreads a voice's own segments too, most where there are few voices."""
 MIN_TURN = 0.2
 """Seconds: shorter speech is never a turn. Change points sit at least 0.5 s apart and
 from region edges, so only a whole speech region, tightened by the VAD, can be this
@@ -150,6 +153,23 @@ def one_voice(raw: Sequence[Segment], hints: SpeakerHints, min_speaker_seconds: 
     return bool(labels.size == 0 or labels.max() == 0)
 
 
+def merge_close(
+    segments: Sequence[Segment], labels: np.ndarray, distance: float, keep: int = 1
+) -> np.ndarray:
+    """Join, closest first, speakers whose centroids (of these segments' embeddings) are
+    less than `distance` apart, keeping at least `keep`; labels renumbered 0..k-1."""
+    labels = np.unique(labels, return_inverse=True)[1]
+    while labels.max() + 1 > keep:
+        centroids = speaker_centroids(segments, labels)
+        gaps = 1.0 - centroids @ centroids.T
+        np.fill_diagonal(gaps, np.inf)
+        a, b = np.unravel_index(int(np.argmin(gaps)), gaps.shape)
+        if gaps[a, b] >= distance:
+            break
+        labels = np.unique(np.where(labels == max(a, b), min(a, b), labels), return_inverse=True)[1]
+    return labels
+
+
 def runs_to_turns(runs: Sequence[tuple[float, float, int]]) -> list[Turn]:
     """Speaker turns from (start, end, speaker index) runs in time order: abutting runs of
     one speaker joined, runs under MIN_TURN dropped, speakers numbered by first
@@ -201,6 +221,8 @@ def find_turns(
         labels = label_segments(
             segments, hints, settings.cluster_threshold, settings.min_speaker_seconds
         )
+        if hints.num_speakers is None:
+            labels = merge_close(raw, labels, SAME_VOICE, keep=hints.bounds()[0])
     centroids = speaker_centroids(segments, labels)
     runs = resegment(regions, starts, centred, window, centroids)
     turns = runs_to_turns(runs)

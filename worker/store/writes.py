@@ -1,226 +1,37 @@
-"""The job database: every job's status, result and attempt history (SQLAlchemy Core).
-
-One long-lived connection per process; each method is one short transaction. Writes are
-idempotent under redelivery: `start` refuses to run a job whose success is recorded.
-"""
+"""The store's writes: every transition of a job's row, and the group commit."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import re
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    and_,
-    bindparam,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
-from models import Attempt, FrameResult, Job
 from worker.lifecycle import FINAL, JobStatus
 from worker.outcome import Outcome
 from worker.protocol import Job as JobSpec
 from worker.protocol import utcnow
-
-jobs = Job.__table__
-attempts = Attempt.__table__
-frame_results = FrameResult.__table__
-
-StartDecision = Literal["run", "succeeded", "cancelled"]
-
-_START_COLUMNS = (
-    "id",
-    "queue",
-    "processor",
-    "params",
-    "status",
-    "attempts",
-    "max_attempts",
-    "worker_id",
-    "queued_at",
-    "started_at",
-    "finished_at",
-    "run_at",
-    "progress",
-    "stage",
-    "updated_at",
-    "payload",
-)
-
-#: Columns a start-and-success in one batch writes in one upsert.
-_DONE_COLUMNS = (*_START_COLUMNS, "result", "error", "error_type")
-
-_ATTEMPT_COLUMNS = (
-    "job_id",
-    "number",
-    "worker_id",
-    "outcome",
-    "error_type",
-    "error",
-    "traceback",
-    "started_at",
-    "finished_at",
-    "duration",
-)
-
-#: Statuses a failed, retried or requeued attempt leaves alone.
-_FINAL_FOR_SETTLE = (JobStatus.SUCCEEDED, JobStatus.CANCELLED)
-
-
-def _not_final() -> Any:
-    # Plain comparisons, not NOT IN: an IN list is re-expanded on every execution.
-    return and_(*(jobs.c.status != status for status in _FINAL_FOR_SETTLE))
-
-
-#: Row kinds processors may emit, and the table each goes to.
-ROW_TABLES = {"frame_results": frame_results}
-
-
-#: Longest id the jobs table holds (`String(128)`, as the protocol allows).
-MAX_ID = 128
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
-
-
-def _finite(value: Any) -> Any:
-    """`value` with NaN and infinities (not JSON) replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def dumps_json(value: Any) -> str:
-    """JSON text both backends accept: no NaN/Infinity (-> null), no NUL (-> U+FFFD).
-
-    PostgreSQL's jsonb rejects both; SQLite would store text no JSON parser reads back.
-    """
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(value), allow_nan=False)
-    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
-
-
-def _text(value: str | None, limit: int | None = None) -> str | None:
-    """Text a column accepts: PostgreSQL refuses NUL characters; `limit` caps the length."""
-    if value is None:
-        return None
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    return value[:limit] if limit is not None else value
-
-
-def make_engine(url: str) -> Engine:
-    """An engine tuned for the worker: SQLite in WAL mode with synchronous=NORMAL."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=dumps_json)
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, json_serializer=dumps_json)
-
-
-_JSON_PARAMS = frozenset({"params", "result", "b_result"})
-_TIME_PARAMS = frozenset(
-    {"queued_at", "started_at", "finished_at", "run_at", "updated_at", "b_now"}
+from worker.store.base import StoreBase
+from worker.store.batch import _Batch
+from worker.store.encoding import MAX_ID, _text
+from worker.store.schema import (
+    _ATTEMPT_COLUMNS,
+    _DONE_COLUMNS,
+    _FINAL_FOR_SETTLE,
+    _START_COLUMNS,
+    ROW_TABLES,
+    _not_final,
+    attempts,
+    jobs,
 )
 
 
-class _Batch:
-    """A hot statement compiled once, run with executemany on values prepared here.
-
-    The group commit writes a few rows per job; SQLAlchemy's per-row bind processing
-    costs more than SQLite's own work on them. The values are converted the way the
-    column types would convert them (JSON text; UTC times: SQLite's text format, or
-    aware datetimes for PostgreSQL), then handed to the driver as they are.
-    """
-
-    def __init__(self, stmt: Any, dialect: Any, columns: tuple[str, ...] = ()) -> None:
-        compiled = stmt.compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
-        self.sql = compiled.string
-        self.positional = bool(dialect.positional)
-        names = compiled.positiontup if self.positional else list(compiled.binds)
-        time = _sqlite_time if dialect.name == "sqlite" else _aware_utc
-        # Per parameter: its name, its converter, and its value when a row leaves it out
-        # (the statement's literal values, e.g. `status='succeeded'`).
-        self._plan = [
-            (
-                name,
-                dumps_json if name in _JSON_PARAMS else time if name in _TIME_PARAMS else None,
-                compiled.binds[name].value,
-            )
-            for name in names or []
-        ]
-        self.names = [name for name, _, _ in self._plan]
-
-    def rows(self, params: list[dict[str, Any]]) -> list[Any]:
-        out: list[Any] = []
-        for p in params:
-            values = [
-                constant
-                if (v := p.get(name, _MISSING)) is _MISSING
-                else convert(v)
-                if convert
-                else v
-                for name, convert, constant in self._plan
-            ]
-            out.append(
-                tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
-            )
-        return out
-
-
-_MISSING = object()
-
-
-def _sqlite_time(value: datetime | None) -> str | None:
-    # What SQLAlchemy's SQLite DATETIME (behind models.base.UTCDateTime) stores.
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
-
-
-def _aware_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class JobStore:
-    """Reads and writes of the jobs, attempts and frame_results tables."""
+class Writes(StoreBase):
+    """Writes of the jobs, attempts and frame_results tables (see `StoreBase`)."""
 
     def __init__(self, url: str, engine: Engine | None = None) -> None:
-        self.url = url
-        self.engine = engine or make_engine(url)
-        self._conn: Connection | None = None
-        self._insert = (
-            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        )
+        super().__init__(url, engine)
         # Hot-path statements are built once and executed with parameters: building a
         # statement with literal values costs more than the SQLite write itself.
         start = self._insert(jobs)
@@ -282,38 +93,6 @@ class JobStore:
         self._status_sql = compiled.string
         self._status_positional = bool(self.engine.dialect.positional)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (Alembic); never drops data."""
-        from models.migrate import upgrade
-
-        upgrade(self.engine)
-
-    @property
-    def conn(self) -> Connection:
-        if self._conn is None or self._conn.closed or self._conn.invalidated:
-            self._conn = self.engine.connect()
-        return self._conn
-
-    def _run(self, *statements: Any) -> list[Any]:
-        try:
-            with self.conn.begin():
-                return [self.conn.execute(s) for s in statements]
-        except Exception:
-            self.reset()
-            raise
-
-    def reset(self) -> None:
-        """Drop the connection (after an error); the next call opens a new one."""
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        self.reset()
-        self.engine.dispose()
-
-    # Writes
     def enqueued(self, job: JobSpec, queue: str) -> None:
         """A queued row for a job handed to Redis (from `enqueue` or a requeue)."""
         now = utcnow()
@@ -346,20 +125,12 @@ class JobStore:
         )
         self._run(stmt)
 
-    def start(
-        self, job: JobSpec, queue: str, worker_id: str, started_at: datetime
-    ) -> StartDecision:
-        """Mark the job running (attempt `job.attempts + 1`) unless it already succeeded."""
-        values = self._start_params(job, queue, worker_id, started_at)
-        try:
-            with self.conn.begin():
-                res = self.conn.execute(self._start_stmt, values)
-        except Exception:
-            self.reset()
-            raise
-        if res.rowcount:
-            return "run"
-        return "cancelled" if self.status_of(job.id) == JobStatus.CANCELLED else "succeeded"
+    def start(self, job: JobSpec, queue: str, worker_id: str, started_at: datetime) -> str:
+        """The group commit's `running` mark, alone: "run", or the final status that
+        refused it (a recorded success or cancellation is never overwritten)."""
+        self.write_batch([("start", (job, queue, worker_id, started_at), {})])
+        status = self.status_of(job.id)
+        return "run" if status == JobStatus.RUNNING else str(status)
 
     def _start_params(
         self, job: JobSpec, queue: str, worker_id: str, started_at: datetime
@@ -448,15 +219,11 @@ class JobStore:
         # exists before its attempts), then the job updates, then the attempt rows.
         writes = [(self._start_stmt, list(starts.values())), (self._done_stmt, done)]
         writes += groups.items()
-        try:
-            with self.conn.begin():
-                for stmt, plist in writes:
-                    if plist:
-                        batch = self._batches[stmt]
-                        self.conn.exec_driver_sql(batch.sql, batch.rows(plist))
-        except Exception:
-            self.reset()
-            raise
+        with self.transaction() as conn:
+            for stmt, plist in writes:
+                if plist:
+                    batch = self._batches[stmt]
+                    conn.exec_driver_sql(batch.sql, batch.rows(plist))
 
     def finish(
         self,
@@ -465,7 +232,7 @@ class JobStore:
         attempt: int,
         worker_id: str,
         outcome: Outcome,
-        status: Literal["succeeded", "retrying", "failed", "queued", "cancelled"],
+        status: JobStatus | str,
         started_at: datetime,
         run_at: datetime | None = None,
     ) -> None:
@@ -690,58 +457,3 @@ class JobStore:
             .where(jobs.c.id == job_id, jobs.c.status.notin_(tuple(FINAL)))
             .values(status=JobStatus.CANCELLED, finished_at=now, updated_at=now)
         )
-
-    # Reads
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        self.conn.commit()
-        return _jsonable(dict(row)) if row else None
-
-    def attempts(self, job_id: str) -> list[dict[str, Any]]:
-        rows = (
-            self.conn.execute(
-                select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)
-            )
-            .mappings()
-            .all()
-        )
-        self.conn.commit()
-        return [_jsonable(dict(r)) for r in rows]
-
-    def result(self, job_id: str) -> Any:
-        row = self.get(job_id)
-        return row["result"] if row and row["status"] == JobStatus.SUCCEEDED else None
-
-    def frame_rows(self, job_id: str) -> list[dict[str, Any]]:
-        rows = (
-            self.conn.execute(
-                select(frame_results)
-                .where(frame_results.c.job_id == job_id)
-                .order_by(frame_results.c.frame_index)
-            )
-            .mappings()
-            .all()
-        )
-        self.conn.commit()
-        return [dict(r) for r in rows]
-
-    def status_counts(self) -> dict[str, int]:
-        rows = self.conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
-        out = {status: count for status, count in rows}
-        self.conn.commit()
-        return out
-
-    def ids_with_status(self, status: str) -> set[str]:
-        rows = self.conn.execute(select(jobs.c.id).where(jobs.c.status == status)).scalars()
-        out = set(rows)
-        self.conn.commit()
-        return out
-
-
-def _iso(value: datetime) -> str:
-    # Every time Stoker stores is UTC (models.base.UTCDateTime reads it back aware).
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in row.items()}
