@@ -243,10 +243,12 @@ def _one_line(exc: Exception) -> str:
 
 
 def cmd_run(settings: Settings, *, burst: bool) -> int:
+    from worker.connection import connect_redis
     from worker.worker import Worker
 
     configure_logging(settings)
-    worker = Worker(settings, burst=burst)
+    client, server = connect_redis(settings)
+    worker = Worker(settings, burst=burst, client=client, redis_server=server)
     worker.install_signal_handlers()
     print(startup_banner(settings, worker), file=sys.stderr, flush=True)
     return worker.run()

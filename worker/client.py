@@ -66,7 +66,7 @@ class Client:
     @property
     def redis(self) -> redis.Redis:
         if self._redis is None:
-            from worker.worker import connect_redis
+            from worker.connection import connect_redis
 
             self._redis, self._server = connect_redis(self.settings)
         return self._redis

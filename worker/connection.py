@@ -1,5 +1,5 @@
-"""Reaching Redis through Sentinel (`worker.worker.connect_redis` calls this when
-`REDIS_SENTINELS` is set; otherwise it connects to `REDIS_URL` or the embedded server).
+"""Reaching Redis: `REDIS_URL`, Sentinel (`REDIS_SENTINELS`), or the data folder's shared
+embedded server (`connect_redis` joins it, starting it when needed).
 
 With `REDIS_SENTINELS` the client asks the Sentinels for the current master of
 `REDIS_SENTINEL_MASTER` on every new connection. After a failover the old master turns
@@ -10,6 +10,9 @@ and has the ledger reconciled (the new master may lack the last writes).
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from typing import Any
 
 import redis
@@ -78,3 +81,29 @@ def sentinel_client(settings: Settings) -> redis.Redis:
     return sentinel.master_for(
         settings.redis_sentinel_master, connection_class=FollowingConnection, **_CLIENT_OPTIONS
     )
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def redis_client(settings: Settings, url: str | None = None) -> redis.Redis:
+    """A client (it connects on first use) for Sentinel's master, `url` or `REDIS_URL`."""
+    if settings.redis_sentinels:
+        return sentinel_client(settings)
+    url = url or settings.redis_url
+    if not url:
+        raise ValueError("no REDIS_URL: join the embedded server with connect_redis()")
+    return redis.Redis.from_url(url, **_CLIENT_OPTIONS)
+
+
+def connect_redis(settings: Settings) -> tuple[redis.Redis, Any]:
+    """A client for `REDIS_URL` or Sentinel, or for the data folder's shared embedded server
+    (joined, started if needed; the second value, whose `release()` leaves it, shutting it
+    down if this process was its last user)."""
+    if settings.redis_sentinels or settings.redis_url:
+        return redis_client(settings), None
+    from worker.redis_server import EmbeddedServer
+
+    server = EmbeddedServer(settings.data_dir, settings.embedded_port)
+    return redis_client(settings, server.acquire()), server

@@ -30,8 +30,8 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    from worker.connection import connect_redis
     from worker.logs import configure_logging
-    from worker.worker import connect_redis
 
     configure_logging(settings)  # to stderr: stdout carries the report
     client, server = connect_redis(settings)

@@ -100,6 +100,25 @@ def decide(
     return Decision("fail")
 
 
+def log_settled(
+    jlog: Any, decision: Decision, status: JobStatus, outcome: Outcome, attempt: int
+) -> None:
+    """One log line for a settled attempt: what became of the job, and why."""
+    fields = {"attempt": attempt, "duration_s": round(outcome.duration, 4)}
+    error = {"kind": outcome.kind, "error_type": outcome.error_type, "error": outcome.message}
+    if status == JobStatus.SUCCEEDED:
+        jlog.info("job succeeded", **fields)
+    elif decision.action == "retry" and status == JobStatus.RETRYING:
+        retry_in = round((decision.due or 0.0) - time.time(), 2)
+        jlog.warning("job failed; retry scheduled", retry_in_s=retry_in, **error, **fields)
+    elif decision.action == "requeue" and status == JobStatus.QUEUED:
+        jlog.info("job interrupted by shutdown; back at the front of its queue", **fields)
+    elif status == JobStatus.CANCELLED:
+        jlog.info("job cancelled while running", **fields)
+    else:
+        jlog.error("job failed", permanent=outcome.permanent, **error, **fields)
+
+
 class Transitions:
     """Carries out each transition of a job: the durable SQL write first, then the Redis
     move, each retried while its server is unreachable (`retry_db`, `retry_redis`).

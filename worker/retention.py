@@ -171,7 +171,7 @@ class Retention:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[bool]:
         token = uuid.uuid4().hex
-        held = bool(self.client.set(self.keys.recovery_lock, token, nx=True, px=30_000))
+        held = bool(self.client.set(self.keys.recovery_lock, token, nx=True, px=10_000))
         try:
             yield held
         finally:

@@ -20,6 +20,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+#: (decision, status it left the job in) -> the count it adds to. A retry or requeue that
+#: found the job cancelled meanwhile counts as cancelled.
+_COUNT_OF: dict[tuple[str, str], str] = {
+    ("succeed", "succeeded"): "succeeded",
+    ("retry", "retrying"): "retried",
+    ("fail", "failed"): "failed",
+    ("requeue", "queued"): "requeued",
+    ("cancel", "cancelled"): "cancelled",
+    ("retry", "cancelled"): "cancelled",
+    ("requeue", "cancelled"): "cancelled",
+}
+
 
 @dataclass
 class Stats:
@@ -46,6 +58,15 @@ class Stats:
             + self.cancelled
             + self.rejected
         )
+
+    def settled(self, action: str, status: str) -> str | None:
+        """Count a settled attempt (`lifecycle.Decision.action`, the status it left the job
+        in); the disposition `stoker_jobs_total` counts it as (a requeue: none)."""
+        counted = _COUNT_OF.get((action, status))
+        if counted is None:
+            return None
+        setattr(self, counted, getattr(self, counted) + 1)
+        return None if counted == "requeued" else counted
 
     def summary(self) -> dict[str, Any]:
         uptime = time.monotonic() - self.started

@@ -19,10 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
-import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -37,20 +34,23 @@ from worker.backoff import (
     db_unavailable,
     fatal_reason,
     redis_unavailable,
-    retry_while_unavailable,
 )
 from worker.broker import Broker, Delivery
+from worker.connection import default_worker_id, redis_client
 from worker.execution import Task
 from worker.executor import Executor, make_executor
 from worker.heartbeat import Heartbeat
+from worker.idle import block_timeout, poll_sleep
 from worker.keys import Keys, queue_name_error
-from worker.lifecycle import JobStatus, Transitions, decide
+from worker.lifecycle import JobStatus, Transitions, decide, log_settled
+from worker.logs import redact_url
 from worker.ops import Ops
 from worker.outcome import Outcome
 from worker.prefetch import Prefetcher
 from worker.protocol import BadPayload, Job, parse_payload, utcnow
 from worker.reconciler import Reconciler
 from worker.recovery import Recovery
+from worker.resilience import Resilience
 from worker.retry_policy import RetryPolicy
 from worker.running import RunningJob
 from worker.stats import Stats
@@ -60,50 +60,6 @@ from worker.writer import OutcomeWriter
 log = structlog.get_logger("stoker.worker")
 
 T = TypeVar("T")
-
-#: (decision, status it left the job in) -> the `Stats` count it adds to.
-_OUTCOME_OF: dict[tuple[str, JobStatus], str] = {
-    ("succeed", JobStatus.SUCCEEDED): "succeeded",
-    ("retry", JobStatus.RETRYING): "retried",
-    ("fail", JobStatus.FAILED): "failed",
-    ("requeue", JobStatus.QUEUED): "requeued",
-    ("cancel", JobStatus.CANCELLED): "cancelled",
-    ("retry", JobStatus.CANCELLED): "cancelled",
-    ("requeue", JobStatus.CANCELLED): "cancelled",
-}
-#: `Stats` count -> the disposition `stoker_jobs_total` counts (a shutdown requeue: none).
-_METRIC_OF = {
-    "succeeded": "succeeded",
-    "retried": "retried",
-    "failed": "failed",
-    "cancelled": "cancelled",
-}
-
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def connect_redis(settings: Settings) -> tuple[redis.Redis, Any]:
-    """A client for `REDIS_URL`, or for the data folder's shared embedded server (started
-    if needed; the second value, whose `stop()` leaves it, shutting it down if last)."""
-    if settings.redis_sentinels:
-        from worker.connection import sentinel_client
-
-        return sentinel_client(settings), None
-    server = None
-    url = settings.redis_url
-    if not url:
-        from worker.redis_server import EmbeddedServer
-
-        server = EmbeddedServer(settings.data_dir, settings.embedded_port)
-        url = server.acquire()
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
-    )
-    return client, server
-
 
 class Worker:
     """A long-lived worker process. `run()` returns the process exit code."""
@@ -117,15 +73,20 @@ class Worker:
         store: JobStore | None = None,
         executor: Executor | None = None,
         worker_id: str | None = None,
+        redis_server: Any = None,
     ) -> None:
+        """Construct only: connections open and threads start in `run()`. `client` is
+        made from the settings when not given (it connects on first use); `redis_server`
+        is the embedded server the caller joined (`connection.connect_redis`), released
+        when the worker closes."""
         self.settings = settings
         self.burst = burst
         self.worker_id = worker_id or settings.id or default_worker_id()
         self.keys = Keys.from_settings(settings)
         self.queues = list(settings.queues)
-        self._redis_server = None
+        self._redis_server = redis_server
         if client is None:
-            client, self._redis_server = connect_redis(settings)
+            client = redis_client(settings)
         self.client = client
         self.broker = self._broker(client)
         self.store = store or JobStore(settings.resolved_database_url)
@@ -136,6 +97,8 @@ class Worker:
         self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
         self.reconciler = Reconciler(client, self.keys, self.store.engine, settings, self.worker_id)
         self._registered = False
+        resilience = Resilience(self)
+        self._retry_redis, self._retry_db = resilience.redis, resilience.db
         # The writer thread gets its own store and broker (each holds one connection).
         self.writer = OutcomeWriter(JobStore(self.store.url), self._broker(client))
         self.transitions = Transitions(
@@ -202,6 +165,7 @@ class Worker:
         )
 
     def setup(self) -> None:
+        self.writer.start()
         self.settings.media_root.mkdir(parents=True, exist_ok=True)
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         for queue in self.queues:
@@ -229,8 +193,8 @@ class Worker:
             failed_key=self.keys.failed,
             device=self.executor.device,
             isolation=self.settings.isolation,
-            database=_safe_url(self.store.url),
-            redis=_safe_url(self.client.connection_pool.connection_kwargs.get("host", "")),
+            database=redact_url(self.store.url),
+            redis=redact_url(self.client.connection_pool.connection_kwargs.get("host", "")),
             processors=sorted(known_names()),
             pid=os.getpid(),
             burst=self.burst,
@@ -309,32 +273,19 @@ class Worker:
             if delivery is None:
                 if self.burst:
                     return
-                if len(self.queues) > 1:
-                    # BLMOVE watches one list, and Redis checks blocking timeouts only ~10
-                    # times a second, so several queues are polled: sleeps grow from 1 ms
-                    # to WORKER_POLL_INTERVAL, bounding the pickup latency on any queue.
-                    idle_sleep = min(max(idle_sleep * 2, 0.001), self.settings.poll_interval)
-                    if res.next_due is not None:
-                        idle_sleep = min(idle_sleep, max(0.0, res.next_due - time.time()))
+                if len(self.queues) > 1:  # see worker/idle.py
+                    interval = self.settings.poll_interval
+                    idle_sleep = poll_sleep(idle_sleep, interval, res.next_due, time.time())
                     time.sleep(idle_sleep)
                     continue
+                wait = block_timeout(res.next_due, time.time())
                 delivery = self._retry_redis(
-                    lambda nd=res.next_due: self.broker.block_fetch(
-                        self.queues[0], self._block_timeout(nd)
-                    )
+                    lambda w=wait: self.broker.block_fetch(self.queues[0], w)
                 )
                 if delivery is None:
                     continue
             idle_sleep = 0.0
             self.handle(delivery)
-
-    def _block_timeout(self, next_due: float | None) -> float:
-        # A push wakes BLMOVE at once; the timeout only bounds how late a due retry or a
-        # shutdown request is noticed.
-        timeout = 1.0
-        if next_due is not None:
-            timeout = min(timeout, max(0.01, next_due - time.time()))
-        return max(0.01, timeout)
 
     @property
     def holds_prefetched(self) -> bool:
@@ -359,9 +310,22 @@ class Worker:
         except (redis.RedisError, OperationalError, DBAPIError) as exc:
             self._log.warning("reconcile skipped", error=str(exc))
 
-    # One job
+    # One job: admit -> run -> settle
     def handle(self, delivery: Delivery) -> None:
         """Run one delivered job to a recorded (or handed-over) outcome."""
+        admitted = self.admit(delivery)
+        if admitted is None:
+            return
+        job, delivery, jlog = admitted
+        started_at = utcnow()
+        attempt = job.attempts + 1
+        outcome = self.run_attempt(job, delivery, attempt, started_at, jlog)
+        self.settle(delivery, job, attempt, outcome, started_at, jlog)
+
+    def admit(self, delivery: Delivery) -> tuple[Job, Delivery, Any] | None:
+        """The job to run, or None when the delivery was settled without running it
+        (a duplicate, a bad payload, an unknown processor, a `run_at` not due yet, a job
+        already finished)."""
         if delivery.duplicate_of:
             self._log.warning(
                 "duplicate job id is already running elsewhere; dropped",
@@ -385,13 +349,9 @@ class Worker:
             delivery = self._retry_redis(lambda: self.broker.rewrite(delivery, payload))
         jlog = self._log.bind(job_id=job.id, processor=job.processor, queue=delivery.queue)
         if job.processor not in known_names():
-            self.reject(
-                delivery,
-                f"unknown processor {job.processor!r}; known: {', '.join(sorted(known_names()))}",
-                "UnknownProcessor",
-                job.id,
-                job.model_dump(mode="json"),
-            )
+            known = ", ".join(sorted(known_names()))
+            reason = f"unknown processor {job.processor!r}; known: {known}"
+            self.reject(delivery, reason, "UnknownProcessor", job.id, job.model_dump(mode="json"))
             return None
         if job.run_at and job.run_at.timestamp() > time.time() + 0.001:
             if self.transitions.defer(delivery, job) == JobStatus.QUEUED:
@@ -400,21 +360,23 @@ class Worker:
             else:
                 jlog.info("job cancelled before it was deferred")
             return None
-
         if self.writer.success_pending(job.id):
             self.writer.flush()
         status = self._retry_db(lambda: self.store.status_of(job.id), "status")
-        if status in ("succeeded", "cancelled"):
+        if status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
             jlog.info("job already finished; acknowledged without running", status=status)
             self._retry_redis(lambda: self.broker.ack(delivery, job.id))
             self.stats.skipped += 1
             return None
-        started_at = utcnow()
+        return job, delivery, jlog
+
+    def run_attempt(
+        self, job: Job, delivery: Delivery, attempt: int, started_at: datetime, jlog: Any
+    ) -> Outcome:
+        """Mark the job running and run one attempt on the executor; its outcome."""
         # The `running` mark is written by the group-committing writer (in order, before
         # this job's outcome); a recorded success still cannot be overwritten by it.
         self.writer.started(job, delivery.queue, self.worker_id, started_at)
-
-        attempt = job.attempts + 1
         timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
         jlog.info("job started", attempt=attempt, deliveries=delivery.deliveries)
         self.current, self._cancel_current = job, False
@@ -434,14 +396,14 @@ class Worker:
             self.release_prefetched()
         handler.flush()
         if handler.row_error is not None and outcome.succeeded:
-            outcome = Outcome(
+            return Outcome(
                 "error",
                 error_type="InvalidRows",
                 message=handler.row_error,
                 permanent=True,
                 duration=outcome.duration,
             )
-        return self.settle(delivery, job, attempt, outcome, started_at, jlog)
+        return outcome
 
     def settle(
         self,
@@ -468,25 +430,9 @@ class Worker:
         if decision.action != "succeed":
             self.writer.flush()  # rare outcomes stay synchronous, after everything before them
         status = self.transitions.settle(decision, delivery, job, attempt, outcome, started_at)
-        counted = _OUTCOME_OF.get((decision.action, status))
-        if counted is not None:
-            setattr(self.stats, counted, getattr(self.stats, counted) + 1)
-        if counted in _METRIC_OF:
-            self.ops.settled(delivery.queue, job.processor, _METRIC_OF[counted], outcome.kind)
-        fields = {"attempt": attempt, "duration_s": round(outcome.duration, 4)}
-        error = {"kind": outcome.kind, "error_type": outcome.error_type, "error": outcome.message}
-        if status == JobStatus.SUCCEEDED:
-            jlog.info("job succeeded", **fields)
-        elif decision.action == "retry" and status == JobStatus.RETRYING:
-            assert decision.due is not None
-            retry_in = round(decision.due - time.time(), 2)
-            jlog.warning("job failed; retry scheduled", retry_in_s=retry_in, **error, **fields)
-        elif decision.action == "requeue" and status == JobStatus.QUEUED:
-            jlog.info("job interrupted by shutdown; back at the front of its queue", **fields)
-        elif status == JobStatus.CANCELLED:
-            jlog.info("job cancelled while running", **fields)
-        else:
-            jlog.error("job failed", permanent=outcome.permanent, **error, **fields)
+        if (disposition := self.stats.settled(decision.action, status)) is not None:
+            self.ops.settled(delivery.queue, job.processor, disposition, outcome.kind)
+        log_settled(jlog, decision, status, outcome, attempt)
 
     def reject(
         self, delivery: Delivery, reason: str, error_type: str, job_id: str | None, data: Any
@@ -503,49 +449,4 @@ class Worker:
             queue=delivery.queue,
         )
 
-    # Fault tolerance
-    def _retry_redis(self, fn: Callable[[], T], give_up: Callable[[], bool] | None = None) -> T:
-        """Call `fn`, reconnecting with backoff while Redis is unreachable."""
 
-        def on_retry(exc: BaseException, delay: float) -> None:
-            self._log.warning("redis unavailable; retrying", error=str(exc), retry_in_s=delay)
-            self.reconciler.redis_lost()
-            self.ops.tick()  # waiting out an outage is not a hang
-            self.prefetcher.orphan_check_due = True
-            if self._redis_server is not None and self._redis_server.revive():
-                self._log.warning("embedded redis restarted", url=self._redis_server.url)
-
-        return retry_while_unavailable(
-            fn,
-            unavailable=redis_unavailable,
-            give_up=give_up or (lambda: self.force),
-            on_retry=on_retry,
-        )
-
-    def _retry_db(
-        self, fn: Callable[[], T], what: str, give_up: Callable[[], bool] | None = None
-    ) -> T:
-        """Call `fn`, retrying with backoff while the database is unreachable."""
-
-        def on_retry(exc: BaseException, delay: float) -> None:
-            self._log.warning(
-                "database unavailable; outcome kept until it returns",
-                op=what,
-                error=str(getattr(exc, "orig", None) or exc)[:200],
-                retry_in_s=delay,
-            )
-            self.store.reset()
-            self.ops.tick()  # waiting out an outage is not a hang
-
-        return retry_while_unavailable(
-            fn,
-            unavailable=db_unavailable,
-            give_up=give_up or (lambda: self.force),
-            on_retry=on_retry,
-        )
-
-
-def _safe_url(url: str) -> str:
-    from worker.logs import redact_url
-
-    return redact_url(str(url))

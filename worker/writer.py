@@ -44,7 +44,11 @@ class OutcomeWriter:
         self.abandon = False
         """Set on a forced stop: give up on an unreachable database or Redis."""
         self._thread = threading.Thread(target=self._run, name="stoker-writer", daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        """Start the writing thread (once; the constructor only constructs)."""
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
 
     def started(self, job: Job, queue_name: str, worker_id: str, started_at: datetime) -> None:
         self._put(("start", (job, queue_name, worker_id, started_at), {}, None))
@@ -84,6 +88,10 @@ class OutcomeWriter:
 
     def close(self, timeout: float = 60.0) -> None:
         """Write what is queued (the sentinel comes after it), then stop the thread."""
+        if self._thread.ident is None:  # never started: nothing was handed over
+            self.broker.close()
+            self.store.close()
+            return
         try:
             self._queue.put(None, timeout=timeout)
         except queue.Full:

@@ -30,7 +30,7 @@ from processors.base import Context
 
 ONE_VOICE = 0.3
 """Cosine distance (uncentred GE2E embeddings) under which all speech is one voice."""
-SAME_VOICE = 0.2
+SAME_VOICE = 0.15
 """Cosine distance between speakers' mean uncentred embeddings under which they are one
 voice: centring spreads a voice's own segments too, most where there are few voices."""
 MIN_TURN = 0.2
