@@ -88,6 +88,22 @@ local function cancel_requested(cancel, id)
   return id and id ~= '' and redis.call('SISMEMBER', cancel, id) == 1
 end
 
+-- A job leaves flight to go on somewhere (`place` puts it there), unless its
+-- cancellation was asked meanwhile: then it goes nowhere. Only a job still in flight
+-- moves, so a repeated call (after a lost reply) is a no-op.
+-- Returns 1 when moved, 0 when no longer in flight, 2 when cancelled meanwhile.
+local function move_on(inflight, running, deliveries, cancel, payload, id, place)
+  local n = redis.call('LREM', inflight, 1, payload)
+  local result = n
+  if cancel_requested(cancel, id) then
+    result = 2
+  elseif n == 1 then
+    place()
+  end
+  forget(running, deliveries, cancel, id)
+  return result
+end
+
 if cmd == 'fetch' then
   -- KEYS: running, deliveries, scheduled, then (queue, inflight) pairs
   -- ARGV: now, worker, promote_limit, prefetch (1: do not count the delivery yet),
@@ -153,18 +169,10 @@ elseif cmd == 'drop' then
 elseif cmd == 'schedule' then
   -- Retry later or defer a run_at job. KEYS: inflight, running, deliveries, scheduled,
   -- cancel   ARGV: payload, id, due, member
-  -- Only a job still in flight moves: a repeated call (after a lost reply) is a no-op.
-  -- Returns 1 when scheduled, 0 when it was no longer in flight, 2 when it was cancelled
-  -- meanwhile (it leaves flight and is not scheduled).
-  local n = redis.call('LREM', KEYS[1], 1, ARGV[2])
-  local result = n
-  if cancel_requested(KEYS[5], ARGV[3]) then
-    result = 2
-  elseif n == 1 then
+  -- Returns 1 when scheduled, 0 when no longer in flight, 2 when cancelled meanwhile.
+  return move_on(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[2], ARGV[3], function()
     redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
-  end
-  forget(KEYS[2], KEYS[3], KEYS[5], ARGV[3])
-  return result
+  end)
 
 elseif cmd == 'fail' then
   -- KEYS: inflight, running, deliveries, failed, cancel
@@ -186,15 +194,9 @@ elseif cmd == 'requeue_front' then
   -- Put a job back at the front of its queue, no attempt charged.
   -- KEYS: inflight, running, deliveries, queue, cancel   ARGV: payload, id, new payload
   -- Returns 1 when requeued, 0 when no longer in flight, 2 when cancelled meanwhile.
-  local n = redis.call('LREM', KEYS[1], 1, ARGV[2])
-  local result = n
-  if cancel_requested(KEYS[5], ARGV[3]) then
-    result = 2
-  elseif n == 1 then
+  return move_on(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[2], ARGV[3], function()
     redis.call('RPUSH', KEYS[4], ARGV[4])
-  end
-  forget(KEYS[2], KEYS[3], KEYS[5], ARGV[3])
-  return result
+  end)
 
 elseif cmd == 'requeue_failed' then
   -- KEYS: failed, queue   ARGV: failed entry, payload

@@ -224,3 +224,25 @@ def test_an_empty_payload_goes_to_the_failed_list_not_stuck_in_flight(harness: H
     assert entry["raw"] == "" and "malformed JSON" in entry["error"]["message"]
     assert harness.client.llen(harness.keys.inflight("unit-worker", "default")) == 0
     assert harness.row("after")["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("move", ["schedule", "requeue_front"])
+def test_a_job_cancelled_while_it_ran_is_neither_retried_nor_requeued(
+    real_redis: redis.Redis, move: str
+) -> None:
+    keys = Keys()
+    broker = Broker(real_redis, keys, "w1")
+    payload = json.dumps({"id": "c1", "processor": "echo"})
+    real_redis.lpush(keys.queue("default"), payload)
+    delivery = broker.fetch(["default"]).delivery
+    assert delivery is not None
+    assert broker.cancel_running("c1") == "w1"
+
+    if move == "schedule":
+        moved = broker.schedule(delivery, "c1", payload, due=0)
+    else:
+        moved = broker.requeue_front(delivery, "c1", payload)
+
+    assert moved is False
+    assert real_redis.zcard(keys.scheduled) == 0 and real_redis.llen(keys.queue("default")) == 0
+    assert marks(real_redis, keys) == NO_MARKS

@@ -97,7 +97,8 @@ def test_ready_status_watchdog_and_stopping_arrive_in_order_and_survive_a_long_j
         time.sleep(2.0)
         thawed_at = time.monotonic()
         proc.send_signal(signal.SIGCONT)
-        assert not [t for t, _ in listener.lines("WATCHDOG=1") if frozen_at + 0.1 < t < thawed_at]
+        # (A ping sent just before the SIGSTOP may be read a little later by the listener.)
+        assert not [t for t, _ in listener.lines("WATCHDOG=1") if frozen_at + 0.5 < t < thawed_at]
         wait_for(lambda: [t for t, _ in listener.lines("WATCHDOG=1") if t > thawed_at], 10, 0.05)
 
         proc.send_signal(signal.SIGTERM)
