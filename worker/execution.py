@@ -26,6 +26,7 @@ from processors.base import (
     resolve_device,
 )
 from processors.registry import get_processor_class, load_configured
+from worker.callbacks import JobCallbacks, ProgressThrottle
 from worker.outcome import Outcome
 
 
@@ -41,16 +42,6 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
-
-
-@dataclass
-class Hooks:
-    """The supervisor's services as seen from a running job."""
-
-    progress: Callable[[str, float, str | None], None] = lambda job_id, f, s: None
-    emit: Callable[[str, str, list[dict[str, Any]]], None] = lambda job_id, kind, rows: None
-    job_result: Callable[[str], Any] = lambda job_id: None
-    stop_requested: Callable[[], bool] = lambda: False
 
 
 @dataclass
@@ -92,7 +83,7 @@ class JobRunner:
         for name in names:
             self.processor(name)
 
-    def run(self, task: Task, hooks: Hooks) -> Outcome:
+    def run(self, task: Task, callbacks: JobCallbacks) -> Outcome:
         """Run one task; never raises (every failure becomes an Outcome)."""
         started = time.perf_counter()
         # A lazy proxy: the logger is only built if the job logs.
@@ -113,10 +104,10 @@ class JobRunner:
                 log=log,
                 settings=self.settings,
                 attempt=task.attempt,
-                _progress=lambda f, s: hooks.progress(task.job_id, f, s),
-                _emit=lambda kind, rows: hooks.emit(task.job_id, kind, rows),
-                _job_result=hooks.job_result,
-                _stop=hooks.stop_requested,
+                _progress=_throttled(callbacks, task.job_id, self.settings.progress_interval),
+                _emit=lambda kind, rows: callbacks.rows(task.job_id, kind, rows),
+                _job_result=callbacks.job_result,
+                _stop=callbacks.stop_requested,
             )
             result = proc.process(params, ctx)
             try:
@@ -132,6 +123,18 @@ class JobRunner:
             if outcome.oom:
                 free_gpu_memory()
             return outcome
+
+
+def _throttled(
+    callbacks: JobCallbacks, job_id: str, interval: float
+) -> Callable[[float, str | None], None]:
+    throttle = ProgressThrottle(interval)
+
+    def progress(fraction: float, stage: str | None) -> None:
+        if throttle.ready(stage, fraction):
+            callbacks.progress(job_id, fraction, stage)
+
+    return progress
 
 
 def check_processor_config(settings: Settings) -> None:

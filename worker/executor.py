@@ -14,20 +14,20 @@ import abc
 import contextlib
 import json
 import multiprocessing as mp
-import os
 import select
 import signal
-import threading
 import time
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from config import Settings
 from processors.base import ConfigError
-from worker.duties import POLL_S, Abort
-from worker.execution import Hooks, JobRunner, Task, check_processor_config
+from worker.callbacks import JobCallbacks
+from worker.duties import Abort
+from worker.execution import JobRunner, Task, check_processor_config
+from worker.executor_child import child_main
 from worker.outcome import Outcome
 
 log = structlog.get_logger("stoker.executor")
@@ -38,29 +38,17 @@ class ExecutorDied(RuntimeError):
     """The executor process died before it was ready (killed, out of memory)."""
 
 
-class JobHandler(abc.ABC):
-    """The supervisor's side of a running job."""
+class JobHandler(JobCallbacks, Protocol):
+    """The supervisor's side of a running job: the job's callbacks, plus the executor's
+    hand-over (`sent`) and the periodic duties (`poll`, every `poll_interval` s)."""
 
-    @abc.abstractmethod
-    def progress(self, job_id: str, fraction: float, stage: str | None) -> None: ...
-
-    @abc.abstractmethod
-    def rows(self, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None: ...
-
-    @abc.abstractmethod
-    def job_result(self, job_id: str) -> Any: ...
-
-    poll_interval: float = POLL_S
-    """Longest wait between `poll` calls while a job runs (seconds)."""
+    poll_interval: float
 
     def sent(self) -> None:
-        """Called once the task is on its way to a separate executor: the supervisor may
-        prepare the next job while this one runs."""
-        return None
+        """The task is on its way to a separate executor: the next job may be prepared."""
 
     def poll(self) -> Abort:
-        """Called often while a job runs: "stop" asks it to stop, "kill" stops it now."""
-        return None
+        """The periodic duties: "stop" asks the job to stop, "kill" stops it now."""
 
 
 class Executor(abc.ABC):
@@ -84,7 +72,6 @@ class InlineExecutor(Executor):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runner: JobRunner | None = None
-        self._stop = threading.Event()
 
     def start(self) -> None:
         if self.runner is None:
@@ -97,16 +84,7 @@ class InlineExecutor(Executor):
         self.start()
         assert self.runner is not None
 
-        def stop_requested() -> bool:
-            return handler.poll() is not None
-
-        hooks = Hooks(
-            progress=handler.progress,
-            emit=handler.rows,
-            job_result=handler.job_result,
-            stop_requested=stop_requested,
-        )
-        return self.runner.run(task, hooks)
+        return self.runner.run(task, handler)
 
     def close(self) -> None:
         if self.runner:
@@ -145,7 +123,7 @@ class ProcessExecutor(Executor):
         self._discard()
         parent, child = self._ctx.Pipe(duplex=True)
         self._proc = self._ctx.Process(
-            target=_child_main,
+            target=child_main,
             args=(child, self.settings, self.worker_id, not self._config_checked, self._stop),
             name=f"stoker-executor-{self.worker_id}",
             daemon=True,
@@ -335,119 +313,6 @@ class ProcessExecutor(Executor):
                 self._proc.kill()
                 self._proc.join(5)
         self._discard()
-
-
-def _exit_with_parent() -> None:
-    """Die with the supervisor, even in the middle of a long job (Linux: PDEATHSIG)."""
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # it died before prctl took effect
-        os._exit(0)
-
-    def watch() -> None:
-        # A fallback where prctl is unavailable; cheap: it sleeps almost all the time.
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="stoker-parent-watch", daemon=True).start()
-
-
-def _child_main(
-    conn: Connection, settings: Settings, worker_id: str, check: bool, stop: Any
-) -> None:
-    """The executor process: load processors once, then run tasks until told to exit."""
-    # Signals are the supervisor's business: it decides when to stop a running job.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from worker.logs import configure_logging
-
-    configure_logging(settings)
-    send_lock = threading.Lock()
-
-    def send_unlocked(msg: dict[str, Any]) -> None:
-        conn.send_bytes(json.dumps(msg, separators=(",", ":"), default=str).encode())
-
-    def send(msg: dict[str, Any]) -> None:
-        with send_lock:
-            send_unlocked(msg)
-
-    try:
-        if check:
-            check_processor_config(settings)
-    except ConfigError as exc:
-        send({"type": "config_error", "error": str(exc)})
-        return
-    try:
-        runner = JobRunner(settings)
-        runner.preload(settings.preload)
-    except BaseException as exc:
-        send({"type": "startup_error", "error": f"{type(exc).__name__}: {exc}"})
-        return
-    _exit_with_parent()
-    throttle = _Throttle(0.1)
-
-    def receive() -> dict[str, Any]:
-        try:
-            return json.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            # The supervisor is gone: nobody will record what we do, so stop now.
-            os._exit(0)
-
-    def progress(job_id: str, fraction: float, stage: str | None) -> None:
-        if throttle.ready(stage, fraction):
-            send({"type": "progress", "job_id": job_id, "fraction": fraction, "stage": stage})
-
-    def emit(job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
-        send({"type": "rows", "job_id": job_id, "kind": kind, "rows": rows})
-
-    def job_result(other_id: str) -> Any:
-        # The job runs on this (the only reading) thread, so the reply is read right here.
-        with send_lock:
-            send_unlocked({"type": "job_result", "id": other_id})
-            return receive().get("result")
-
-    hooks = Hooks(progress=progress, emit=emit, job_result=job_result, stop_requested=stop.is_set)
-    from worker.gpu import child_report
-
-    send({"type": "ready", "device": runner.device, "pid": os.getpid(), **child_report(runner)})
-    runner.on_load = lambda: send({"type": "report", **child_report(runner)})
-    # One thread reads the pipe: tasks arrive here between jobs; the stop flag is a shared
-    # Event, so no reader thread (and no thread hand-off per job) is needed.
-    while (msg := receive()).get("type") == "run":
-        throttle.reset()
-        outcome = runner.run(Task(**msg["task"]), hooks)
-        if report := child_report(runner):
-            send({"type": "report", **report})
-        send({"type": "done", "outcome": outcome.to_dict()})
-    for proc in runner.processors.values():
-        proc.close()
-
-
-class _Throttle:
-    """Let a progress report through at most every `interval` s, or on a stage change."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.reset()
-
-    def reset(self) -> None:
-        self.last = 0.0
-        self.stage: str | None = None
-
-    def ready(self, stage: str | None, fraction: float) -> bool:
-        now = time.monotonic()
-        if stage != self.stage or fraction >= 1.0 or now - self.last >= self.interval:
-            self.last, self.stage = now, stage
-            return True
-        return False
 
 
 def make_executor(settings: Settings, worker_id: str) -> Executor:

@@ -6,8 +6,10 @@ reaches the supervisor in the child's pipe messages (`worker.gpu.child_report`),
 multiprocess mode, shared folder or file cleanup is needed, and a killed child can never
 leave stale figures behind.
 
-The hot path pays one cached label-child lookup and a lock-protected add per update:
-label children are bound once per (queue, processor, outcome) and kept in dicts.
+The per-job figures (`stoker_jobs_total`, the duration and wait histograms) are plain
+Python numbers written by the fetch loop and turned into families at scrape time
+(`worker.tally`): about 0.2 µs per update, no lock, no label dict per job. The rare ones
+(restarts, model loads) are ordinary prometheus_client metrics.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from worker.gpu import GpuCollector
+from worker.tally import CounterTally, HistogramTally
 
 #: Seconds, from a few milliseconds (echo) to hours (a long GPU job).
 DURATION_BUCKETS = (
@@ -108,26 +111,25 @@ class WorkerMetrics:
         r.register(self.busy)
         self.gpu = GpuCollector(visible_gpus)
         r.register(self.gpu)
-        self.jobs = Counter(
+        self.jobs = CounterTally(
             "stoker_jobs",
             "Settled job deliveries by queue, processor and outcome",
             ["queue", "processor", "outcome"],
-            registry=r,
         )
-        self.duration = Histogram(
+        self.duration = HistogramTally(
             "stoker_job_duration_seconds",
             "Run time of each attempt in the executor",
-            ["processor"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
+            "processor",
+            DURATION_BUCKETS,
         )
-        self.wait = Histogram(
+        self.wait = HistogramTally(
             "stoker_job_wait_seconds",
             "Time from queued_at to the first start of a job",
-            ["queue"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
+            "queue",
+            DURATION_BUCKETS,
         )
+        for tally in (self.jobs, self.duration, self.wait):
+            r.register(tally)
         self.restarts = Counter(
             "stoker_executor_restarts",
             "Executor processes replaced, by reason (timeout, crashed, stopped, recycled)",
@@ -151,29 +153,16 @@ class WorkerMetrics:
         self.ready = Gauge(
             "stoker_worker_ready", "1 once processors are loaded and the loop runs", registry=r
         )
-        self._jobs: dict[tuple[str, str, str], Any] = {}
-        self._durations: dict[str, Any] = {}
-        self._waits: dict[str, Any] = {}
 
-    # Per job (hot path)
+    # Per job (hot path; the fetch loop's thread only)
     def settled(self, queue: str, processor: str, outcome: str) -> None:
-        key = (queue, processor, outcome)
-        child = self._jobs.get(key)
-        if child is None:
-            child = self._jobs[key] = self.jobs.labels(queue, processor, outcome)
-        child.inc()
+        self.jobs.inc((queue, processor, outcome))
 
     def ran(self, processor: str, seconds: float) -> None:
-        child = self._durations.get(processor)
-        if child is None:
-            child = self._durations[processor] = self.duration.labels(processor)
-        child.observe(seconds)
+        self.duration.observe(processor, seconds)
 
     def waited(self, queue: str, seconds: float) -> None:
-        child = self._waits.get(queue)
-        if child is None:
-            child = self._waits[queue] = self.wait.labels(queue)
-        child.observe(max(0.0, seconds))
+        self.wait.observe(queue, max(0.0, seconds))
 
     # Rare events
     def restarted(self, reason: str, count: int = 1) -> None:

@@ -39,27 +39,18 @@ class RunningJob(JobHandler):
         self.job_id = job_id
         self.delivery = delivery
         self.started = time.monotonic()
-        self.interval = worker.settings.progress_interval
-        self.last_write = 0.0
-        self.pending: tuple[float, str | None] | None = None
+        self.reported = False
         self.rows_seen: set[str] = set()
         self.row_error: str | None = None
         self.last_cancel_check = 0.0
         self.cancel_since = 0.0
 
     def progress(self, job_id: str, fraction: float, stage: str | None) -> None:
-        self.pending = (fraction, stage)
-        now = time.monotonic()
-        if now - self.last_write >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending is None:
-            return
-        fraction, stage = self.pending
-        self.pending = None
-        self.last_write = time.monotonic()
+        """Save and publish a report (already throttled where the job reported it)."""
         w = self.worker
+        if not self.reported:
+            self.reported = True
+            w.writer.flush()  # the `running` mark first, or it would reset this report
         try:
             w.store.progress(self.job_id, fraction, stage)
             event = {"job_id": self.job_id, "progress": fraction, "stage": stage}
@@ -68,6 +59,10 @@ class RunningJob(JobHandler):
             # Progress is advisory: losing one update must not fail the job.
             w._log.debug("progress not saved", error=str(exc))
             w.store.reset()
+
+    def stop_requested(self) -> bool:
+        """In-process jobs (inline isolation) ask here; the duties decide."""
+        return self.poll() is not None
 
     def rows(self, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
         w = self.worker

@@ -394,7 +394,6 @@ class Worker:
         if self.stopping or outcome.kind == "interrupted":
             # Before this job is requeued at the front, so the two keep their order.
             self.release_prefetched()
-        handler.flush()
         if handler.row_error is not None and outcome.succeeded:
             return Outcome(
                 "error",

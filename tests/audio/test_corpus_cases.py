@@ -109,9 +109,9 @@ def test_overlapping_speech_costs_little_more_than_the_overlap(case) -> None:
     assert der(conv, result) <= overlap_share(conv) + 0.05
 
 
-def test_phone_audio_at_8_khz_der_at_most_five_percent_with_the_count(case) -> None:
+def test_phone_audio_at_8_khz_der_at_most_ten_percent_with_the_count(case) -> None:
     conv, result = case("phone", num_speakers=2)
-    assert der(conv, result) <= 0.05
+    assert der(conv, result) <= 0.10
 
 
 @pytest.mark.parametrize("name", ["fast-turns", "noisy", "overlap", "phone"])
