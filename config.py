@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -45,6 +46,20 @@ def default_data_dir() -> Path:
         return CHECKOUT / "var"
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(xdg) / "stoker"
+
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def queue_name_error(name: str) -> str | None:
+    """Why `name` is not a valid queue name, or None. A queue name is 1 to 64 letters,
+    digits, `_`, `-`, `.` or `:`, starting with a letter or digit."""
+    if isinstance(name, str) and _QUEUE_NAME.fullmatch(name):
+        return None
+    return (
+        f"invalid queue name {name!r}: use 1 to 64 letters, digits, '_', '-', '.' or ':',"
+        " starting with a letter or digit"
+    )
 
 
 _COMMON = {
@@ -379,8 +394,6 @@ class Settings(BaseSettings):
     def _at_least_one_queue(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("WORKER_QUEUES names no queue")
-        from worker.keys import queue_name_error
-
         for name in value:
             if (error := queue_name_error(name)) is not None:
                 raise ValueError(error)

@@ -24,24 +24,11 @@ prefix `lahstats`, template `{prefix}:{queue}`, queue `processing`, failed key
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from config import Settings
+from config import Settings, queue_name_error
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-
-
-def queue_name_error(name: str) -> str | None:
-    """Why `name` is not a valid queue name, or None. A queue name is 1 to 64 letters,
-    digits, `_`, `-`, `.` or `:`, starting with a letter or digit."""
-    if isinstance(name, str) and _QUEUE_NAME.fullmatch(name):
-        return None
-    return (
-        f"invalid queue name {name!r}: use 1 to 64 letters, digits, '_', '-', '.' or ':',"
-        " starting with a letter or digit"
-    )
-
+__all__ = ["Keys", "queue_name_error"]
 
 @dataclass(frozen=True)
 class Keys:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -27,14 +27,36 @@ from worker.duties import (
 )
 from worker.executor import JobHandler
 
-if TYPE_CHECKING:
-    from worker.worker import Worker
+
+class Supervisor(Protocol):
+    """What a running job's handler uses of its worker (`worker.worker.Worker`)."""
+
+    settings: Any
+    client: Any
+    keys: Any
+    store: Any
+    writer: Any
+    ops: Any
+    prefetcher: Any
+    stopping: bool
+    force: bool
+    _cancel_current: bool
+    _stop_since: float | None
+    _log: Any
+    _retry_db: Any
+
+    @property
+    def holds_prefetched(self) -> bool: ...
+
+    def release_prefetched(self, *, wait: bool = True) -> None: ...
+
+    def maintenance(self, *, every: float = 0.0) -> None: ...
 
 
 class RunningJob(JobHandler):
     """Progress, rows and control for the job being run by `worker`."""
 
-    def __init__(self, worker: Worker, job_id: str, delivery: Delivery) -> None:
+    def __init__(self, worker: Supervisor, job_id: str, delivery: Delivery) -> None:
         self.worker = worker
         self.job_id = job_id
         self.delivery = delivery

@@ -42,7 +42,7 @@ from worker.executor import Executor, make_executor
 from worker.heartbeat import Heartbeat
 from worker.idle import block_timeout, poll_sleep
 from worker.keys import Keys, queue_name_error
-from worker.lifecycle import JobStatus, Transitions, decide, log_settled
+from worker.lifecycle import JobStatus, decide, log_settled
 from worker.logs import redact_url
 from worker.ops import Ops
 from worker.outcome import Outcome
@@ -55,6 +55,7 @@ from worker.retry_policy import RetryPolicy
 from worker.running import RunningJob
 from worker.stats import Stats
 from worker.store import JobStore
+from worker.transitions import Transitions
 from worker.writer import OutcomeWriter
 
 log = structlog.get_logger("stoker.worker")
@@ -97,7 +98,13 @@ class Worker:
         self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
         self.reconciler = Reconciler(client, self.keys, self.store.engine, settings, self.worker_id)
         self._registered = False
-        resilience = Resilience(self)
+        self._log = log.bind(worker_id=self.worker_id)
+        resilience = Resilience(
+            self._log,
+            forced=lambda: self.force,
+            on_redis_lost=self._on_redis_lost,
+            on_db_lost=self._on_db_lost,
+        )
         self._retry_redis, self._retry_db = resilience.redis, resilience.db
         # The writer thread gets its own store and broker (each holds one connection).
         self.writer = OutcomeWriter(JobStore(self.store.url), self._broker(client))
@@ -122,8 +129,19 @@ class Worker:
         )
         self._cancel_current = False
         self._last_maintenance = 0.0
-        self._log = log.bind(worker_id=self.worker_id)
         self.ops = Ops(self)  # metrics, health, systemd notify, retention (worker/ops.py)
+
+    def _on_redis_lost(self) -> None:
+        self.reconciler.redis_lost()
+        self.ops.tick()  # waiting out an outage is not a hang
+        self.prefetcher.orphan_check_due = True
+        server = self._redis_server
+        if server is not None and server.revive():
+            self._log.warning("embedded redis restarted", url=server.url)
+
+    def _on_db_lost(self) -> None:
+        self.store.reset()
+        self.ops.tick()
 
     def _broker(self, client: redis.Redis) -> Broker:
         return Broker(

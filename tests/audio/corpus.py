@@ -75,7 +75,20 @@ def synthesize(text: str, voice: SpeakerVoice, workdir: Path) -> np.ndarray:
     )
     effects = ["pitch", str(voice.pitch_cents)] if voice.pitch_cents else []
     subprocess.run(
-        ["sox", str(raw), "-r", str(MIX_RATE), "-c", "1", "-b", "16", str(out), *effects],
+        [
+            "sox",
+            "-R",
+            "-D",
+            str(raw),
+            "-r",
+            str(MIX_RATE),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            str(out),
+            *effects,
+        ],
         check=True,
         capture_output=True,
     )
@@ -167,7 +180,18 @@ def encode(audio: np.ndarray, plan: Plan, path: Path, workdir: Path) -> None:
     resampled = workdir / "resampled.wav"
     target = path if rec.format != "m4a" else resampled
     subprocess.run(
-        ["sox", "-V1", str(source), "-r", str(rec.sample_rate), "-b", "16", str(target)],
+        [
+            "sox",
+            "-R",
+            "-D",
+            "-V1",
+            str(source),
+            "-r",
+            str(rec.sample_rate),
+            "-b",
+            "16",
+            str(target),
+        ],
         check=True,
         capture_output=True,
     )

@@ -104,3 +104,10 @@ def test_a_rendered_conversation_is_read_back_from_its_cache(
 def test_reference_text_is_every_utterance_in_order(phone_call: CorpusConversation) -> None:
     assert phone_call.text == " ".join(t.text for t in phone_call.plan.turns)
     assert Path(phone_call.path).suffix == ".mp3"
+
+
+def test_the_same_seed_renders_the_same_bytes(
+    phone_call: CorpusConversation, tmp_path: Path
+) -> None:
+    again = render(phone_call.plan, tmp_path)
+    assert again.path.read_bytes() == phone_call.path.read_bytes()
