@@ -18,6 +18,8 @@ from typing import TypeVar
 import redis
 from sqlalchemy.exc import DBAPIError
 
+from processors.errors import ConfigError
+
 T = TypeVar("T")
 
 _DB_CONNECTION_HINTS = (
@@ -49,6 +51,8 @@ _REDIS_TRANSIENT_REPLIES = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGA
 
 def fatal_reason(exc: BaseException) -> str | None:
     """A one-line reason when `exc` is a configuration error no wait can cure, else None."""
+    if isinstance(exc, ConfigError):
+        return str(exc)
     if isinstance(exc, redis.AuthenticationError) or (
         isinstance(exc, redis.RedisError) and any(h in str(exc) for h in _REDIS_FATAL_HINTS)
     ):
@@ -57,6 +61,16 @@ def fatal_reason(exc: BaseException) -> str | None:
         text = str(exc.orig or exc)
         if any(hint in text.lower() for hint in _DB_FATAL_HINTS):
             return f"the database refused the connection: {_first_line(exc.orig or exc)}"
+    return None
+
+
+def startup_exit(exc: BaseException, *, stopping: bool) -> int | None:
+    """The exit code for an error during startup: 2 for a fatal configuration error, 0 for
+    an outage cut short by a stop request, None for anything else (a bug: raised)."""
+    if fatal_reason(exc) is not None:
+        return 2
+    if stopping and (redis_unavailable(exc) or db_unavailable(exc)):
+        return 0
     return None
 
 

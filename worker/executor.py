@@ -33,7 +33,6 @@ from worker.outcome import Outcome
 log = structlog.get_logger("stoker.executor")
 
 
-
 class ExecutorDied(RuntimeError):
     """The executor process died before it was ready (killed, out of memory)."""
 
@@ -191,6 +190,13 @@ class ProcessExecutor(Executor):
             return self._crashed(time.monotonic() - started)
         self.jobs_in_child += 1
         handler.sent()
+        return self._wait(handler, started, deadline, timeout)
+
+    def _wait(
+        self, handler: JobHandler, started: float, deadline: float | None, timeout: float | None
+    ) -> Outcome:
+        """Wait for the running task's outcome, serving its messages and the duties."""
+        assert self._conn is not None and self._proc is not None
         stop_sent = False
         conn, sentinel, poller = self._conn, self._proc.sentinel, self._poller
         conn_fd = conn.fileno()
@@ -220,11 +226,9 @@ class ProcessExecutor(Executor):
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 self.kill()
+                message = f"job ran past its timeout of {timeout or 0:g} s; executor killed"
                 return Outcome(
-                    "timeout",
-                    error_type="Timeout",
-                    message=f"job ran past its timeout of {timeout:g} s; executor killed",
-                    duration=now - started,
+                    "timeout", error_type="Timeout", message=message, duration=now - started
                 )
             if now < next_poll:
                 continue

@@ -1,24 +1,22 @@
 """The worker: a supervisor that fetches jobs, hands them to an executor, records outcomes.
 
-One loop, one job at a time:
+One loop, one job at a time: fetch -> admit -> run -> settle.
 
-1. `fetch`: atomically move the oldest job of the first non-empty queue (strict priority)
-   into this worker's in-flight list, promoting due retries first. With one queue an idle
-   worker blocks on it (BLMOVE); with several it polls them.
-2. Validate the payload; reject bad ones to the failed list with a readable reason.
-3. Skip jobs whose success is already recorded; hand the `running` mark to the writer.
-4. Run it on the executor (its own process by default) with its timeout.
-5. Record the outcome, then move the job in Redis. Successes go to the writer thread,
-   which group-commits them and only then acknowledges them; retries, failures and
-   shutdown requeues are written synchronously, after the writer has caught up.
-   Nothing leaves the in-flight list before its outcome is durable.
+1. fetch: atomically move the oldest job of the first non-empty queue (strict priority)
+   into this worker's in-flight list, promoting due retries first (`worker.idle`: how
+   an idle worker waits; `worker.prefetch`: the next job taken while one runs).
+2. admit: validate the payload (bad ones go to the failed list with a readable reason),
+   skip jobs already finished, defer `run_at` jobs not yet due.
+3. run: on the executor (its own process by default) with its timeout and the periodic
+   duties (`worker.running`, `worker.duties`).
+4. settle: `lifecycle.decide`, then `transitions` records the outcome durably and only
+   then moves the job in Redis. Nothing leaves flight before its outcome is durable.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 from datetime import datetime
 from typing import Any, TypeVar
@@ -30,11 +28,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from config import Settings
 from processors.base import ConfigError
 from processors.registry import known_names, load_configured
-from worker.backoff import (
-    db_unavailable,
-    fatal_reason,
-    redis_unavailable,
-)
+from worker import signals
+from worker.backoff import fatal_reason, startup_exit
 from worker.broker import Broker, Delivery
 from worker.connection import default_worker_id, redis_client
 from worker.execution import Task
@@ -62,6 +57,7 @@ log = structlog.get_logger("stoker.worker")
 
 T = TypeVar("T")
 
+
 class Worker:
     """A long-lived worker process. `run()` returns the process exit code."""
 
@@ -86,18 +82,14 @@ class Worker:
         self.keys = Keys.from_settings(settings)
         self.queues = list(settings.queues)
         self._redis_server = redis_server
-        if client is None:
-            client = redis_client(settings)
-        self.client = client
+        self.client = client = client or redis_client(settings)
         self.broker = self._broker(client)
         self.store = store or JobStore(settings.resolved_database_url)
         self.executor = executor or make_executor(settings, self.worker_id)
-        self.policy = RetryPolicy.from_settings(settings)
-        self.stats = Stats()
+        self.policy, self.stats = RetryPolicy.from_settings(settings), Stats()
         self.heartbeat = Heartbeat(client, self.keys, self.worker_id, settings, self.queues)
         self.recovery = Recovery(self.broker, self.store, settings, self.worker_id)
         self.reconciler = Reconciler(client, self.keys, self.store.engine, settings, self.worker_id)
-        self._registered = False
         self._log = log.bind(worker_id=self.worker_id)
         resilience = Resilience(
             self._log,
@@ -116,8 +108,7 @@ class Worker:
             retry_db=self._retry_db,
             retry_redis=self._retry_redis,
         )
-        self.stopping = False
-        self.force = False
+        self.stopping = self.force = self._cancel_current = self._registered = False
         self._stop_since: float | None = None
         self.current: Job | None = None
         self.prefetcher = Prefetcher(
@@ -127,7 +118,6 @@ class Worker:
             retry_redis=self._retry_redis,
             flush_outcomes=self.writer.flush,
         )
-        self._cancel_current = False
         self._last_maintenance = 0.0
         self.ops = Ops(self)  # metrics, health, systemd notify, retention (worker/ops.py)
 
@@ -144,26 +134,13 @@ class Worker:
         self.ops.tick()
 
     def _broker(self, client: redis.Redis) -> Broker:
-        return Broker(
-            client,
-            self.keys,
-            self.worker_id,
-            max_payload_bytes=self.settings.max_payload_bytes,
-            failed_max=getattr(self.settings, "failed_max", 0),
-        )
+        cfg = self.settings
+        limits = {"max_payload_bytes": cfg.max_payload_bytes, "failed_max": cfg.failed_max}
+        return Broker(client, self.keys, self.worker_id, **limits)
 
     # Lifecycle
     def install_signal_handlers(self) -> None:
-        from worker import signals
-
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        for signum in signals.pending:
-            self._on_signal(signum, None)
-        signals.pending.clear()
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.request_stop(force=self.stopping, reason=signal.Signals(signum).name)
+        signals.install(self.request_stop, lambda: self.stopping)
 
     def request_stop(self, *, force: bool = False, reason: str = "") -> None:
         """Stop fetching; `force` also stops the running job now."""
@@ -224,17 +201,15 @@ class Worker:
         try:
             self.setup()
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, ConfigError) else fatal_reason(exc)
-            stopped = self.stopping and (redis_unavailable(exc) or db_unavailable(exc))
-            if reason is None and not stopped:
+            if (code := startup_exit(exc, stopping=self.stopping)) is None:
                 raise
             with contextlib.suppress(Exception):
                 self.close()
-            if stopped:
+            if code == 0:
                 self._log.warning("stopped before startup completed", error=str(exc)[:300])
-                return 0
-            self._log.error("configuration error; not starting", error=reason)
-            return 2
+            else:
+                self._log.error("configuration error; not starting", error=fatal_reason(exc))
+            return code
         try:
             self.loop()
         finally:
@@ -465,5 +440,3 @@ class Worker:
             error=reason,
             queue=delivery.queue,
         )
-
-

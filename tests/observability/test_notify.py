@@ -84,9 +84,9 @@ def test_ready_status_watchdog_and_stopping_arrive_in_order_and_survive_a_long_j
         client = redis.Redis.from_url(redis_url)
         job = {"id": "long-gpu-job", "processor": "echo", "params": {"sleep": 3}}
         client.lpush(Keys().queue("default"), json.dumps(job))
-        wait_for(lambda: listener.lines("STATUS=running long-gpu-job (echo)"), 30, 0.05)
+        wait_for(lambda: listener.lines("STATUS=running long-gpu-job (echo)"), 60, 0.05)
         started = time.monotonic()
-        wait_for(lambda: [t for t, _ in listener.lines("STATUS=idle") if t > started], 30, 0.05)
+        wait_for(lambda: [t for t, _ in listener.lines("STATUS=idle") if t > started], 60, 0.05)
         ended = max(t for t, _ in listener.lines("STATUS=idle"))
         during = [t for t, _ in listener.lines("WATCHDOG=1") if started <= t <= ended]
         assert len(during) >= 4, "the supervisor must keep pinging while the executor works"
@@ -99,7 +99,7 @@ def test_ready_status_watchdog_and_stopping_arrive_in_order_and_survive_a_long_j
         proc.send_signal(signal.SIGCONT)
         # (A ping sent just before the SIGSTOP may be read a little later by the listener.)
         assert not [t for t, _ in listener.lines("WATCHDOG=1") if frozen_at + 0.5 < t < thawed_at]
-        wait_for(lambda: [t for t, _ in listener.lines("WATCHDOG=1") if t > thawed_at], 10, 0.05)
+        wait_for(lambda: [t for t, _ in listener.lines("WATCHDOG=1") if t > thawed_at], 60, 0.05)
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

@@ -7,7 +7,8 @@ import pytest
 import redis
 from sqlalchemy.exc import OperationalError
 
-from worker.backoff import db_unavailable, fatal_reason, redis_unavailable
+from processors.errors import ConfigError
+from worker.backoff import db_unavailable, fatal_reason, redis_unavailable, startup_exit
 from worker.logs import redact_url
 from worker.stats import Stats
 
@@ -75,3 +76,19 @@ def test_the_statistics_add_up() -> None:
     summary = stats.summary()
     assert summary["processed"] == 3 + 1 + 2 + 1 + 1 + 2
     assert summary["success_rate"] == round(3 / (3 + 1 + 2), 4)
+
+
+@pytest.mark.parametrize(
+    ("exc", "stopping", "code"),
+    [
+        (ConfigError("WORKER_PROCESSORS: x is not a Processor subclass"), False, 2),
+        (redis.AuthenticationError("invalid password"), False, 2),
+        (_db_error('FATAL:  database "nope" does not exist'), True, 2),
+        (_db_error("Connection refused"), True, 0),
+        (redis.ConnectionError("Connection refused"), True, 0),
+        (redis.ConnectionError("Connection refused"), False, None),
+        (KeyError("bug"), True, None),
+    ],
+)
+def test_startup_errors_map_to_exit_codes(exc: Exception, stopping: bool, code: int | None) -> None:
+    assert startup_exit(exc, stopping=stopping) == code

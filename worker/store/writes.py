@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from worker.lifecycle import FINAL, JobStatus
@@ -24,6 +24,8 @@ from worker.store.schema import (
     _not_final,
     attempts,
     jobs,
+    settle_update,
+    success_update,
 )
 
 
@@ -50,34 +52,9 @@ class Writes(StoreBase):
             index_elements=["id"],
             set_={c: done.excluded[c] for c in _DONE_COLUMNS if c not in ("id", "queued_at")},
         )
-        self._success_stmt = (
-            update(jobs)
-            .where(jobs.c.id == bindparam("b_id"))
-            .values(
-                status=JobStatus.SUCCEEDED,
-                result=bindparam("b_result", type_=jobs.c.result.type),
-                progress=1.0,
-                finished_at=bindparam("b_now", type_=jobs.c.finished_at.type),
-                updated_at=bindparam("b_now", type_=jobs.c.updated_at.type),
-                run_at=None,
-                error=None,
-                error_type=None,
-            )
-        )
+        self._success_stmt = success_update()
         # Any other outcome: never overwrites a recorded success or a cancellation.
-        self._settle_stmt = (
-            update(jobs)
-            .where(and_(jobs.c.id == bindparam("b_id"), _not_final()))
-            .values(
-                status=bindparam("b_status"),
-                attempts=bindparam("b_attempts"),
-                updated_at=bindparam("b_now", type_=jobs.c.updated_at.type),
-                finished_at=bindparam("b_finished_at", type_=jobs.c.finished_at.type),
-                run_at=bindparam("b_run_at", type_=jobs.c.run_at.type),
-                error=bindparam("b_error"),
-                error_type=bindparam("b_error_type"),
-            )
-        )
+        self._settle_stmt = settle_update()
         self._attempt_stmt = insert(attempts)
         self._batches = {
             stmt: _Batch(stmt, self.engine.dialect, columns)
@@ -249,13 +226,9 @@ class Writes(StoreBase):
             started_at=started_at,
             run_at=run_at,
         )
-        try:
-            with self.conn.begin():
-                for stmt, params in statements:
-                    self.conn.execute(stmt, params)
-        except Exception:
-            self.reset()
-            raise
+        with self.transaction() as conn:
+            for stmt, params in statements:
+                conn.execute(stmt, params)
 
     def _finish_statements(
         self,
@@ -345,6 +318,31 @@ class Writes(StoreBase):
         )
         self._run(stmt)
 
+    def _lost_without_row(
+        self, job_id: str, *, worker_id: str, status: str, message: str, poisoned: bool, now: Any
+    ) -> None:
+        # Its worker died before the `running` mark was committed: record it now.
+        stmt = self._insert(jobs).values(
+            id=job_id,
+            status=status,
+            attempts=0,
+            error=message,
+            error_type="PoisonPill" if poisoned else "WorkerLost",
+            worker_id=worker_id,
+            finished_at=now if poisoned else None,
+            updated_at=now,
+        )
+        lost_attempt = insert(attempts).values(
+            job_id=job_id,
+            number=1,
+            worker_id=worker_id,
+            outcome="lost",
+            error_type="WorkerLost",
+            error=message,
+            finished_at=now,
+        )
+        self._run(stmt.on_conflict_do_nothing(index_elements=["id"]), lost_attempt)
+
     def lost(self, job_id: str, *, worker_id: str, poisoned: bool) -> None:
         """A job recovered from a dead worker: back to queued, or failed as a poison pill.
 
@@ -360,27 +358,14 @@ class Writes(StoreBase):
             else f"worker {worker_id} died while running this job; requeued"
         )
         if row is None:
-            # Its worker died before the `running` mark was committed: record it now.
-            stmt = self._insert(jobs).values(
-                id=job_id,
+            self._lost_without_row(
+                job_id,
+                worker_id=worker_id,
                 status=status,
-                attempts=0,
-                error=message,
-                error_type="PoisonPill" if poisoned else "WorkerLost",
-                worker_id=worker_id,
-                finished_at=now if poisoned else None,
-                updated_at=now,
+                message=message,
+                poisoned=poisoned,
+                now=now,
             )
-            lost_attempt = insert(attempts).values(
-                job_id=job_id,
-                number=1,
-                worker_id=worker_id,
-                outcome="lost",
-                error_type="WorkerLost",
-                error=message,
-                finished_at=now,
-            )
-            self._run(stmt.on_conflict_do_nothing(index_elements=["id"]), lost_attempt)
             return
         values: dict[str, Any] = {
             "status": status,
@@ -390,36 +375,32 @@ class Writes(StoreBase):
         }
         if poisoned:
             values["finished_at"] = now
-        try:
-            with self.conn.begin():
-                res = self.conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id, jobs.c.status.notin_(_FINAL_FOR_SETTLE))
-                    .values(**values)
+        with self.transaction() as conn:
+            res = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status.notin_(_FINAL_FOR_SETTLE))
+                .values(**values)
+            )
+            if res.rowcount:  # a job that finished before its worker died lost nothing
+                # Each lost delivery is an attempt of its own: 1, 2, 3 for a poison pill.
+                made = conn.execute(
+                    select(func.count()).where(attempts.c.job_id == job_id)
+                ).scalar_one()
+                conn.execute(
+                    self._attempt_stmt,
+                    {
+                        "job_id": job_id,
+                        "number": max(row.attempts, made + 1),
+                        "worker_id": worker_id,
+                        "outcome": "lost",
+                        "error_type": "WorkerLost",
+                        "error": message,
+                        "traceback": None,
+                        "started_at": None,
+                        "finished_at": now,
+                        "duration": None,
+                    },
                 )
-                if res.rowcount:  # a job that finished before its worker died lost nothing
-                    # Each lost delivery is an attempt of its own: 1, 2, 3 for a poison pill.
-                    made = self.conn.execute(
-                        select(func.count()).where(attempts.c.job_id == job_id)
-                    ).scalar_one()
-                    self.conn.execute(
-                        self._attempt_stmt,
-                        {
-                            "job_id": job_id,
-                            "number": max(row.attempts, made + 1),
-                            "worker_id": worker_id,
-                            "outcome": "lost",
-                            "error_type": "WorkerLost",
-                            "error": message,
-                            "traceback": None,
-                            "started_at": None,
-                            "finished_at": now,
-                            "duration": None,
-                        },
-                    )
-        except Exception:
-            self.reset()
-            raise
 
     def progress(self, job_id: str, fraction: float, stage: str | None) -> None:
         self._run(
@@ -437,18 +418,14 @@ class Writes(StoreBase):
         unknown = {k for r in rows for k in r} - columns
         if unknown:
             raise ValueError(f"unknown {kind} columns: {', '.join(sorted(unknown))}")
-        try:
-            with self.conn.begin():
-                if first:
-                    self.conn.execute(delete(table).where(table.c.job_id == job_id))
-                if rows:  # executemany; a row may leave out columns (NULL)
-                    self.conn.execute(
-                        insert(table),
-                        [dict.fromkeys(columns) | r | {"job_id": job_id} for r in rows],
-                    )
-        except Exception:
-            self.reset()
-            raise
+        with self.transaction() as conn:
+            if first:
+                conn.execute(delete(table).where(table.c.job_id == job_id))
+            if rows:  # executemany; a row may leave out columns (NULL)
+                conn.execute(
+                    insert(table),
+                    [dict.fromkeys(columns) | r | {"job_id": job_id} for r in rows],
+                )
 
     def cancel(self, job_id: str) -> None:
         now = utcnow()
