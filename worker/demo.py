@@ -19,7 +19,7 @@ FINAL = ("succeeded", "failed", "cancelled")
 
 def run_demo(settings: Settings, *, only: set[str] | None = None, deadline_s: float = 900.0) -> int:
     """Exit 0 when every demo job but the bad one succeeded (and the bad one failed)."""
-    from worker.cli import app
+    from worker.app import app
     from worker.cli_output import progress_bar
 
     with app(settings, write=True) as a:

@@ -37,7 +37,7 @@ class WebCore:
 
         load_configured(self.settings.processors)  # WORKER_PROCESSORS, as the worker does
         if self.admin is None:
-            from worker.cli import App
+            from worker.app import App
 
             self._app = App(self.settings)
             self.admin = self._app.admin
