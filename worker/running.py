@@ -8,6 +8,7 @@ the job, not the worker; the job's own row is committed before its first rows.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any, Protocol
@@ -26,6 +27,10 @@ from worker.duties import (
     shutdown_abort,
 )
 from worker.executor import JobHandler
+
+#: Rows a job may emit ahead of the database (an outage, or its row not yet committed)
+#: before the supervisor waits for the database.
+MAX_PENDING_ROWS = 100_000
 
 
 class Supervisor(Protocol):
@@ -61,18 +66,28 @@ class RunningJob(JobHandler):
         self.job_id = job_id
         self.delivery = delivery
         self.started = time.monotonic()
-        self.reported = False
         self.rows_seen: set[str] = set()
         self.row_error: str | None = None
+        self.pending_rows: list[tuple[str, list[dict[str, Any]], bool]] = []
+        self.pending_count = 0
+        self.pending_progress: tuple[float, str | None] | None = None
         self.last_cancel_check = 0.0
         self.cancel_since = 0.0
 
+    # Writes never wait inside the executor's loop: until the job's own `running` row is
+    # committed (by the group-committing writer) or while the database is down, progress
+    # and rows wait here, bounded, and are written from `poll` or when the job ends.
     def progress(self, job_id: str, fraction: float, stage: str | None) -> None:
         """Save and publish a report (already throttled where the job reported it)."""
+        self.pending_progress = (fraction, stage)
+        self._write_progress()
+
+    def _write_progress(self) -> None:
         w = self.worker
-        if not self.reported:
-            self.reported = True
-            w.writer.flush()  # the `running` mark first, or it would reset this report
+        if self.pending_progress is None or not w.writer.idle():
+            return  # the `running` mark first, or it would reset this report
+        fraction, stage = self.pending_progress
+        self.pending_progress = None
         try:
             w.store.progress(self.job_id, fraction, stage)
             event = {"job_id": self.job_id, "progress": fraction, "stage": stage}
@@ -87,21 +102,49 @@ class RunningJob(JobHandler):
         return self.poll() is not None
 
     def rows(self, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
-        w = self.worker
-        if not self.rows_seen:
-            w.writer.flush()  # the job's own row (the writer's `running` mark) comes first
         first = kind not in self.rows_seen
         self.rows_seen.add(kind)
         if self.row_error is not None:
             return
-        try:
-            w._retry_db(lambda: w.store.save_rows(job_id, kind, rows, first=first), "rows")
-        except Exception as exc:
-            if db_unavailable(exc) or redis_unavailable(exc):
-                raise  # a forced stop while the database is down
-            # Rows the store refuses are the job's fault: it fails, the worker carries on.
-            w.store.reset()
-            self.row_error = f"rows of kind {kind!r} refused: {type(exc).__name__}: {exc}"[:500]
+        self.pending_rows.append((kind, rows, first))
+        self.pending_count += len(rows)
+        if self.pending_count > MAX_PENDING_ROWS:
+            self.finish_writes()  # back-pressure only past the bound
+        else:
+            self._write_rows(wait=False)
+
+    def _write_rows(self, *, wait: bool) -> None:
+        """Write pending rows, in order; without `wait`, stop at the first outage."""
+        w = self.worker
+        while self.pending_rows and self.row_error is None:
+            if not w.writer.idle():
+                if not wait:
+                    return
+                w.writer.flush()
+            kind, rows, first = self.pending_rows[0]
+            save = functools.partial(w.store.save_rows, self.job_id, kind, rows, first=first)
+            try:
+                w._retry_db(save, "rows") if wait else save()
+            except Exception as exc:
+                if db_unavailable(exc) or redis_unavailable(exc):
+                    w.store.reset()
+                    if wait:
+                        raise  # a forced stop while the database is down
+                    return
+                # Rows the store refuses are the job's fault: it fails, the worker carries on.
+                w.store.reset()
+                self.row_error = f"rows of kind {kind!r} refused: {type(exc).__name__}: {exc}"[:500]
+                self.pending_rows.clear()
+                return
+            self.pending_rows.pop(0)
+            self.pending_count -= len(rows)
+
+    def finish_writes(self) -> None:
+        """Write everything still pending, waiting out an outage (the job has ended)."""
+        self._write_rows(wait=True)
+        if self.pending_progress is not None:
+            self.worker.writer.flush()
+            self._write_progress()
 
     def job_result(self, job_id: str) -> Any:
         w = self.worker
@@ -122,6 +165,8 @@ class RunningJob(JobHandler):
         """The periodic duties (`worker.duties`), in order; the abort they call for."""
         w = self.worker
         w.ops.tick()  # the supervisor is alive while the executor works (systemd watchdog)
+        self._write_rows(wait=False)
+        self._write_progress()
         now = time.monotonic()
         self._hold_prefetched(now)
         if now - self.last_cancel_check >= CANCEL_CHECK_S:

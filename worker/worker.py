@@ -387,6 +387,7 @@ class Worker:
         if self.stopping or outcome.kind == "interrupted":
             # Before this job is requeued at the front, so the two keep their order.
             self.release_prefetched()
+        handler.finish_writes()
         if handler.row_error is not None and outcome.succeeded:
             return Outcome(
                 "error",

@@ -81,6 +81,10 @@ class OutcomeWriter:
         with self._lock:
             return job_id in self._pending_success
 
+    def idle(self) -> bool:
+        """Whether everything handed over is committed (never blocks)."""
+        return self._queue.unfinished_tasks == 0
+
     def flush(self) -> None:
         """Wait until everything handed over is committed and acknowledged."""
         self._queue.join()

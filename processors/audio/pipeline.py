@@ -208,7 +208,9 @@ def find_turns(
     hints: SpeakerHints,
 ) -> list[Turn]:
     """Centre, segment, cluster, then resegment against the speakers found. An exact
-    hinted count is kept even where resegmentation would let a speaker go."""
+    hinted count is kept even where resegmentation would let a speaker go; otherwise a
+    speaker left with less than `min_speaker_seconds` after resegmentation is dropped and
+    the rest resegmented again."""
     centred = centre(embeddings)
     window = settings.window_seconds
     segments = split_regions(regions, starts, centred, window)
@@ -225,11 +227,21 @@ def find_turns(
             labels = merge_close(raw, labels, SAME_VOICE, keep=hints.bounds()[0])
     centroids = speaker_centroids(segments, labels)
     runs = resegment(regions, starts, centred, window, centroids)
-    turns = runs_to_turns(runs)
-    found = len({t.speaker for t in turns})
-    if hints.num_speakers is not None and found < len(centroids):
-        return segments_to_turns(segments, labels)
-    return turns
+    if hints.num_speakers is not None:
+        if len({k for _, _, k in runs}) < len(centroids):
+            return segments_to_turns(segments, labels)
+        return runs_to_turns(runs)
+    low = hints.bounds()[0]
+    while len(centroids) > max(low, 1):
+        speech = np.zeros(len(centroids))
+        for a, b, k in runs:
+            speech[k] += b - a
+        weakest = int(np.argmin(speech))
+        if speech[weakest] >= settings.min_speaker_seconds:
+            break
+        centroids = np.delete(centroids, weakest, axis=0)
+        runs = resegment(regions, starts, centred, window, centroids)
+    return runs_to_turns(runs)
 
 
 def speaker_label(index: int) -> str:

@@ -3,8 +3,7 @@
 Rules:
 - Embeddings are first centred on the recording: half of their mean (what every voice of
   this recording and its channel share) is taken away and they are normalised again.
-  This spreads voices that the embedding model places close together, and makes
-  distances comparable from one recording to the next.
+  This spreads voices that the embedding model places close together.
 - The change score at time t is the cosine distance between the embedding of the window
   that ends at t and the one that starts at t (windows `hop` apart, so t runs over a
   `hop` grid inside each speech region).
@@ -30,9 +29,6 @@ CHANGE_THRESHOLD = 0.3
 considered."""
 CENTRING = 0.5
 """Share of the recording's mean embedding taken away from every embedding."""
-RELIABLE_WINDOWS = 1
-"""Windows wholly inside a segment for its embedding to be trusted: one window alone is
-too noisy to found a speaker on."""
 MIN_GAP = 0.5
 """Seconds between two change points, and between a change point and a region edge."""
 
@@ -46,8 +42,6 @@ class Segment:
     embedding: np.ndarray
     reliable: bool
     """True when at least one window lies wholly inside it."""
-    windows: int = 0
-    """How many windows lie wholly inside it."""
 
     @property
     def duration(self) -> float:
@@ -133,11 +127,11 @@ def segment_at(
     none is, from those whose centres fall in it)."""
     centres = starts + window / 2
     inside = np.flatnonzero((starts >= a - tolerance) & (starts + window <= b + tolerance))
-    reliable = inside.size >= RELIABLE_WINDOWS
+    reliable = inside.size > 0
     if not inside.size:
         inside = np.flatnonzero((centres >= a) & (centres < b))
     if not inside.size:
         inside = np.array([int(np.argmin(np.abs(centres - (a + b) / 2)))])
     mean = embeddings[inside].mean(axis=0)
     mean /= max(float(np.linalg.norm(mean)), 1e-9)
-    return Segment(a, b, mean, reliable, int(inside.size) if reliable else 0)
+    return Segment(a, b, mean, reliable)

@@ -84,16 +84,7 @@ def test_one_sentence_speaker_is_found_with_the_count(case) -> None:
     assert der(conv, result) <= 0.10
 
 
-PHONE_OVERSPLITS = pytest.mark.xfail(
-    reason="known weakness: on 8 kHz audio one voice can split into several speakers "
-    "(docs/audio.md, Limits)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "name", ["noisy", "overlap", pytest.param("phone", marks=PHONE_OVERSPLITS)]
-)
+@pytest.mark.parametrize("name", ["noisy", "overlap", "phone"])
 def test_speaker_count_is_at_most_one_off_without_hints(case, name: str) -> None:
     conv, result = case(name)
     assert abs(result["num_speakers"] - len(conv.speakers)) <= 1

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from processors.audio.clustering import SpeakerHints
-from processors.audio.pipeline import label_segments, segments_to_turns
+from processors.audio.pipeline import label_segments, merge_close, segments_to_turns
+from processors.audio.resegment import resegment, viterbi
 from processors.audio.segmentation import Segment, change_scores, pick_changes, split_regions
 
 WINDOW, HOP = 1.5, 0.25
@@ -134,3 +135,38 @@ def test_no_turn_is_empty_or_shorter_than_a_fifth_of_a_second(bounds: list) -> N
     segments = [segment(0.0, 2.0, e), *(segment(a, b, e) for a, b in bounds)]
     turns = segments_to_turns(segments, np.zeros(len(segments), dtype=int))
     assert [(t.start, t.end) for t in turns] == [(0.0, 2.0)]
+
+
+@pytest.mark.parametrize(
+    ("scores", "cost", "expected"),
+    [
+        ([[1, 0]] * 3 + [[0, 1]] * 3, 0.5, [0, 0, 0, 1, 1, 1]),  # a clear change
+        ([[1, 0]] * 3 + [[0, 1]] + [[1, 0]] * 3, 1.5, [0] * 7),  # one doubtful frame
+        ([[1, 0]] * 3 + [[0, 1]] + [[1, 0]] * 3, 0.3, [0, 0, 0, 1, 0, 0, 0]),  # cheap changes
+    ],
+    ids=["change", "blip-absorbed", "blip-kept"],
+)
+def test_viterbi_charges_each_change_of_speaker(scores: list, cost: float, expected: list) -> None:
+    assert viterbi(np.array(scores, dtype=float), cost).tolist() == expected
+
+
+def test_resegmentation_puts_the_boundary_where_the_voice_changes() -> None:
+    script = [(0.0, 6.0, 0), (6.0, 12.0, 1)]
+    centres = voices(2)
+    starts, embeddings = windows_over(script, centres)
+    runs = resegment([(0.0, 12.0)], starts, embeddings, WINDOW, centres)
+    assert [k for _, _, k in runs] == [0, 1]
+    assert runs[0][1] == pytest.approx(6.0, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("gap", "expected"),
+    [(0.05, [0, 0, 0]), (0.5, [0, 1, 1])],
+    ids=["one-voice", "two-voices"],
+)
+def test_speakers_closer_than_the_distance_are_joined(gap: float, expected: list) -> None:
+    a = np.array([1.0, 0.0])
+    b = unit(np.array([1.0 - gap, np.sqrt(1 - (1 - gap) ** 2)]))
+    segments = [segment(0, 2, a), segment(2, 4, b), segment(4, 6, b)]
+    labels = merge_close(segments, np.array([0, 1, 1]), distance=0.15)
+    assert labels.tolist() == expected

@@ -67,3 +67,27 @@ def test_database_outage_outcome_written_when_it_returns(
     dep.enqueue("after", "echo", text="db is back")
     dep.wait_status("after", "succeeded", 60)
     assert worker.proc.poll() is None
+
+
+def test_rows_emitted_during_an_outage_wait_while_the_job_is_still_cancelled_on_time(
+    redis_url: str, own_postgres: PostgresServer, make_deployment: Callable[..., Deployment]
+) -> None:
+    dep = make_deployment(redis_url, own_postgres.create_database("chaos"))
+    worker = dep.start()
+    dep.enqueue("rows", "chaos_flood", seconds=60)
+    wait_for(lambda: dep.starts("rows"), 60)
+    dep.wait_status("rows", "running", 30)
+    pids = worker.executor_pids()
+
+    _pg_stop(own_postgres)
+    time.sleep(1.0)  # rows pile up, unwritten
+    dep.client.sadd(dep.keys.cancel, "rows")  # as `cancel` does for a running job
+
+    # The duties kept their clock: the job was stopped (its executor killed past the
+    # 5 s stop bound) while the database was still down.
+    wait_for(lambda: worker.executor_pids() != pids, 30)
+    assert worker.proc.poll() is None
+
+    _pg_start(own_postgres)
+    dep.wait_status("rows", "cancelled", 60)
+    assert dep.starts("rows", "finish") == []

@@ -246,3 +246,18 @@ def test_a_job_cancelled_while_it_ran_is_neither_retried_nor_requeued(
     assert moved is False
     assert real_redis.zcard(keys.scheduled) == 0 and real_redis.llen(keys.queue("default")) == 0
     assert marks(real_redis, keys) == NO_MARKS
+
+
+def test_a_lock_taken_over_by_another_worker_is_not_released_by_the_first(
+    real_redis: redis.Redis,
+) -> None:
+    keys = Keys()
+    broker = Broker(real_redis, keys, "w1")
+    real_redis.set(keys.recovery_lock, "token-of-w1", px=30_000)
+    # w1's lock expired meanwhile and w2 took it.
+    real_redis.set(keys.recovery_lock, "token-of-w2", px=30_000)
+
+    assert broker.unlock(keys.recovery_lock, "token-of-w1") is False
+    assert real_redis.get(keys.recovery_lock) == b"token-of-w2"
+    assert broker.unlock(keys.recovery_lock, "token-of-w2") is True
+    assert real_redis.get(keys.recovery_lock) is None
