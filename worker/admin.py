@@ -104,7 +104,12 @@ class Admin:
         for q in self.settings.queues:
             for raw in self.client.lrange(self.keys.queue(q), 0, -1):
                 if self._id(raw) == job_id:
-                    return {"id": job_id, "status": "queued", "queue": q, "job": _loads(raw)}
+                    return {
+                        "id": job_id,
+                        "status": JobStatus.QUEUED,
+                        "queue": q,
+                        "job": _loads(raw),
+                    }
         for member, score in self.client.zrange(self.keys.scheduled, 0, -1, withscores=True):
             _, _, payload = member.partition(b"\n")
             if self._id(payload) == job_id:

@@ -34,6 +34,7 @@ from worker.admin import AdminError
 from worker.app import App, app
 from worker.cli_jobs import render_results, watch
 from worker.cli_output import failed_table, format_failed_entry, format_info, format_status
+from worker.lifecycle import JobStatus
 from worker.logs import configure_logging
 from worker.web import cli as web_cli
 
@@ -333,7 +334,7 @@ def cmd_results(a: App, args: argparse.Namespace) -> int:
         print(f"job {args.id}: unknown (looked in {a.where()['database']})", file=sys.stderr)
         return 1
     frames = a.store.frame_rows(args.id) if args.frames else None
-    if frames is None and row["status"] != "succeeded":
+    if frames is None and row["status"] != JobStatus.SUCCEEDED:
         print(f"job {args.id} is {row['status']}: no result yet", file=sys.stderr)
         return 1
     text = render_results(row, frames, args.format)

@@ -11,14 +11,16 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from worker.cli_output import progress_bar, shorten
+from worker.lifecycle import FINAL as FINAL_STATUSES
+from worker.lifecycle import JobStatus
 
-FINAL = ("succeeded", "failed", "cancelled")
+FINAL = tuple(sorted(FINAL_STATUSES))
 
 
 def outcome_line(row: dict[str, Any]) -> str:
     """The last line `watch` prints: the result (shortened) or the error."""
     status = row["status"]
-    if status == "succeeded":
+    if status == JobStatus.SUCCEEDED:
         body = shorten(json.dumps(row.get("result"), default=str), 1000, "`results ID` shows all")
         return f"job {row['id']} succeeded: {body}"
     error = f"{row.get('error_type') or ''}: {row.get('error') or ''}".strip(": ")
@@ -52,9 +54,9 @@ def watch(
                 print("job unknown", file=out)
                 return 1
             status = row["status"]
-            fraction = 1.0 if status == "succeeded" else row.get("progress")
-            label = row.get("stage") if status == "running" else status
-            if status == "running" and row.get("stage"):
+            fraction = 1.0 if status == JobStatus.SUCCEEDED else row.get("progress")
+            label = row.get("stage") if status == JobStatus.RUNNING else status
+            if status == JobStatus.RUNNING and row.get("stage"):
                 label = f"running: {row['stage']}"
             line = progress_bar(fraction, label)
             if line != shown:
@@ -69,7 +71,7 @@ def watch(
                 if tty:
                     print(file=out)
                 print(outcome_line(row), file=out, flush=True)
-                return 0 if status == "succeeded" else 1
+                return 0 if status == JobStatus.SUCCEEDED else 1
             if deadline is not None and time.monotonic() > deadline:
                 if tty:
                     print(file=out)

@@ -12,9 +12,11 @@ from typing import Any
 
 from config import Settings
 from worker.demo_jobs import DemoJob, demo_jobs, summarize
+from worker.lifecycle import FINAL as FINAL_STATUSES
+from worker.lifecycle import JobStatus
 from worker.protocol import new_job_id
 
-FINAL = ("succeeded", "failed", "cancelled")
+FINAL = tuple(sorted(FINAL_STATUSES))
 
 
 def run_demo(settings: Settings, *, only: set[str] | None = None, deadline_s: float = 900.0) -> int:
@@ -50,7 +52,9 @@ def run_demo(settings: Settings, *, only: set[str] | None = None, deadline_s: fl
             end, interrupted = time.monotonic() + deadline_s, False
             shown: dict[str, str] = {}
             while time.monotonic() < end and daemon.poll() is None and not interrupted:
-                rows = {name: a.store.get(i) or {"status": "queued"} for name, i in ids.items()}
+                rows = {
+                    name: a.store.get(i) or {"status": JobStatus.QUEUED} for name, i in ids.items()
+                }
                 for name, row in rows.items():
                     line = progress_bar(row.get("progress"), row.get("stage") or row["status"])
                     if row["status"] in FINAL:
@@ -89,8 +93,8 @@ def _report(a: Any, jobs: list[DemoJob], ids: dict[str, str]) -> int:
             ok = ok and status == "failed"
             print(f"      {row.get('error') or ''}")
             continue
-        ok = ok and status == "succeeded"
-        if status == "succeeded":
+        ok = ok and status == JobStatus.SUCCEEDED
+        if status == JobStatus.SUCCEEDED:
             for line in summarize(by_name[name].processor, row.get("result")):
                 print(f"      {line}")
         else:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from worker.keys import queue_name_error
+from worker.lifecycle import JobStatus
 
 Where = Literal["queue", "scheduled"]
 
@@ -143,15 +144,15 @@ def decide(
     if now - row.updated_at < grace:
         return Hold(row.id, "written moments ago; its push may not have landed yet")
     queue = _queue_of(row, default_queue)
-    if row.status == "running":
+    if row.status == JobStatus.RUNNING:
         if _worker_runs_it(row, live_workers):
             return Hold(row.id, f"running on live worker {row.worker_id}")
         attempts, where, due = max(row.attempts - 1, 0), "queue", None
         reason = f"running on worker {row.worker_id}, which is gone"
-    elif row.status == "retrying":
+    elif row.status == JobStatus.RETRYING:
         attempts, where, due = row.attempts, "scheduled", row.run_at or now
         reason = "retrying but in no scheduled set"
-    elif row.status == "queued":
+    elif row.status == JobStatus.QUEUED:
         attempts, reason = row.attempts, "queued but in no queue"
         ahead = row.run_at is not None and row.run_at > now
         where, due = ("scheduled", row.run_at) if ahead else ("queue", None)
@@ -190,7 +191,7 @@ def plan(
                 out.unrestorable.append(row.id)
             out.holds.append(action)
             continue
-        if row.status == "running":
+        if row.status == JobStatus.RUNNING:
             since = suspects.get(row.id, now)
             out.suspects[row.id] = since
             if now - since < confirm:

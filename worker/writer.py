@@ -21,6 +21,7 @@ import structlog
 
 from worker.backoff import db_unavailable, redis_unavailable, retry_while_unavailable
 from worker.broker import Broker, Delivery
+from worker.lifecycle import JobStatus
 from worker.outcome import Outcome
 from worker.protocol import Job, utcnow
 from worker.store import JobStore
@@ -69,7 +70,7 @@ class OutcomeWriter:
             "attempt": attempt,
             "worker_id": worker_id,
             "outcome": outcome,
-            "status": "succeeded",
+            "status": JobStatus.SUCCEEDED,
             "started_at": started_at,
             # When it finished, not when the group commit gets to it.
             "finished_at": utcnow(),
