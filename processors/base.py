@@ -83,10 +83,6 @@ class Context:
         if self._stop():
             raise StopRequested("the worker asked this job to stop")
 
-    @property
-    def media_root(self) -> Path:
-        return self.settings.media_root
-
     def input_path(self, path: str) -> Path:
         """Resolve a job's input path inside the media root (see `processors.media`)."""
         return resolve_media_path(self.settings.media_root, path)

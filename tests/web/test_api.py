@@ -163,3 +163,8 @@ def test_the_cluster_metrics_are_served_at_metrics(client: Any) -> None:
     assert r.status_code in (200, 503)  # 503: the exporter itself failed (said in the body)
     if r.status_code == 200:
         assert "stoker_" in r.text
+
+
+def test_processor_params_carry_the_docstrings_written_under_them(client: Any) -> None:
+    sleep = client.get("/api/v1/processors").json()["echo"]["schema"]["properties"]["sleep"]
+    assert sleep["description"].startswith("Seconds to sleep")

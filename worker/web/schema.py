@@ -7,8 +7,12 @@ here and then validated by `Admin.enqueue`, exactly as the CLI's `--params` is.
 
 from __future__ import annotations
 
+import ast
 import functools
+import inspect
+import itertools
 import json
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +29,35 @@ def _schemas() -> dict[str, Any]:
         try:
             cls = get_processor_class(name)
             schema = cls.Params.model_json_schema()
+            for field, doc in field_docs(cls.Params).items():
+                prop = schema.get("properties", {}).get(field)
+                if prop is not None and not prop.get("description"):
+                    prop["description"] = doc
             out[name] = {"doc": (cls.__doc__ or "").strip(), "schema": schema, "error": None}
         except (PermanentError, ImportError, Exception) as exc:  # an extra not installed
             out[name] = {"doc": "", "schema": None, "error": str(exc)}
     return out
+
+
+def field_docs(model: type) -> dict[str, str]:
+    """The docstrings written under a pydantic model's fields (and its bases' fields)."""
+    docs: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
 
 
 def processor_schemas() -> dict[str, Any]:
@@ -81,7 +110,7 @@ def form_fields(schema: dict[str, Any] | None) -> list[FormField]:
                 kind=kind,
                 required=name in required,
                 default=prop.get("default"),
-                description=prop.get("description") or prop.get("title") or "",
+                description=prop.get("description") or "",
                 choices=choices,
             )
         )
