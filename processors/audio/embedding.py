@@ -123,9 +123,3 @@ def load_embedder(backend: str, device: str, model: str | None = None) -> Speake
     if backend == "pyannote":
         return PyannoteEmbedder(device, model)
     return ResemblyzerEmbedder(device)
-
-
-def embed_in_batches(embedder: SpeakerEmbedder, windows: np.ndarray, batch_size: int) -> np.ndarray:
-    """Embed (N, samples) windows `batch_size` at a time."""
-    out = [embedder.embed(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, embedder.dimension), np.float32)

@@ -24,8 +24,8 @@ from processors.audio.embedding import SpeakerEmbedder
 from processors.audio.resegment import resegment
 from processors.audio.rttm import Turn
 from processors.audio.segmentation import Segment, centre, segment_at, split_regions
-from processors.audio.transcription import Word
 from processors.audio.vad import speech_regions
+from processors.audio.words import Word
 from processors.base import Context
 
 ONE_VOICE = 0.3

@@ -19,32 +19,11 @@ from pydantic import Field
 
 from config import AudioSettings, Settings
 from processors.audio import SAMPLE_RATE
+from processors.audio.words import Word
 from processors.base import ConfigError, Context, Params, Processor
 from processors.registry import register
 
 BUNDLED_MODEL = "tiny.en"
-
-
-@dataclass
-class Word:
-    """A transcribed word, in seconds from the start of the file."""
-
-    start: float
-    end: float
-    word: str
-    probability: float
-    speaker: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "start": round(self.start, 3),
-            "end": round(self.end, 3),
-            "word": self.word,
-            "probability": round(self.probability, 4),
-        }
-        if self.speaker is not None:
-            out["speaker"] = self.speaker
-        return out
 
 
 @dataclass

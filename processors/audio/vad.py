@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from processors.audio import SAMPLE_RATE
@@ -36,13 +34,10 @@ def speech_regions(
     aggressiveness: int = 2,
     min_silence: float = 0.3,
     min_speech: float = 0.2,
-    on_progress: Callable[[float], None] | None = None,
 ) -> list[tuple[float, float]]:
     """Speech regions (start, end) in seconds: pauses shorter than `min_silence` are
     bridged, then bursts shorter than `min_speech` are dropped."""
     flags = speech_flags(audio, aggressiveness)
-    if on_progress:
-        on_progress(1.0)
     regions = regions_from_flags(flags, FRAME_SECONDS, min_silence, min_speech)
     return trim_edges(audio, regions)
 

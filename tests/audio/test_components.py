@@ -12,7 +12,7 @@ from config import AudioSettings, Settings
 from processors.audio.clustering import SpeakerHints, cluster_embeddings
 from processors.audio.pipeline import assign_speakers, window_starts
 from processors.audio.rttm import Turn
-from processors.audio.transcription import Word
+from processors.audio.words import Word
 from processors.base import ConfigError, PermanentError
 from tests.audio.synth import Conversation
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +18,9 @@ import pytest
 import redis
 
 from config import Settings
-from tests.support import wait_for
+from tests.support import ROOT, wait_for
 from tests.web.conftest import live_server
+from worker.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +91,41 @@ def test_many_streams_share_one_redis_subscription_and_hold_no_database_connecti
         wait_for(lambda: app.state.hub.viewers == 0, 10)
         wait_for(lambda: real_redis.pubsub_numsub("stoker:progress:p-2")[0][1] == 0, 10)
     assert checked_out[0] <= 1  # the store's own connection at most, not one per stream
+
+
+def test_the_server_stops_promptly_with_event_streams_open(redis_url: str, tmp_path: Any) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_", "WORKER_"))}
+    env |= {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db'}",
+        "WORKER_DATA_DIR": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", "web", "--port", str(port)], env=env, cwd=ROOT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base), timeout=60, interval=0.2)
+        opened = threading.Event()
+
+        def listen() -> None:
+            with httpx.stream("GET", f"{base}/api/v1/jobs/x/events", timeout=30) as r:
+                for _ in r.iter_lines():
+                    opened.set()
+
+        threading.Thread(target=listen, daemon=True).start()
+        assert opened.wait(20)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(base + "/api/v1/workers", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

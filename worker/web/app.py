@@ -131,7 +131,15 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         return 2
     print(f"stoker web: http://{_hostport(host, port)}", file=sys.stderr, flush=True)
     app = create_app(settings, host=host)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Open event streams never end by themselves: a stop waits for them at most 3 s.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
     return 0
 
 
