@@ -25,7 +25,7 @@ import structlog
 from config import Settings
 from processors.base import ConfigError
 from worker.callbacks import JobCallbacks
-from worker.duties import Abort
+from worker.duties import POLL_S, Abort
 from worker.execution import JobRunner, Task, check_processor_config
 from worker.executor_child import child_main
 from worker.outcome import Outcome
@@ -41,7 +41,7 @@ class JobHandler(JobCallbacks, Protocol):
     """The supervisor's side of a running job: the job's callbacks, plus the executor's
     hand-over (`sent`) and the periodic duties (`poll`, every `poll_interval` s)."""
 
-    poll_interval: float
+    poll_interval: float = POLL_S
 
     def sent(self) -> None:
         """The task is on its way to a separate executor: the next job may be prepared."""

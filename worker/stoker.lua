@@ -39,8 +39,8 @@ local function job_id(payload, max_bytes)
   local ok, obj = pcall(cjson.decode, payload)
   if ok and type(obj) == 'table' then
     local id = obj['id']
-    if type(id) == 'string' and #id >= 1 and #id <= 128
-        and not string.find(id, '%c') and valid_utf8(id) then
+    if type(id) == 'string' and #id >= 1 and #id <= 128 and not string.find(id, '%c')
+        and (not string.find(id, '[\128-\255]') or valid_utf8(id)) then
       return id
     end
   end

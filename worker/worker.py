@@ -369,7 +369,8 @@ class Worker:
         """Mark the job running and run one attempt on the executor; its outcome."""
         # The `running` mark is written by the group-committing writer (in order, before
         # this job's outcome); a recorded success still cannot be overwritten by it.
-        self.writer.started(job, delivery.queue, self.worker_id, started_at)
+        raw = delivery.raw.decode("utf-8")
+        self.writer.started(job, delivery.queue, self.worker_id, started_at, payload=raw)
         timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
         jlog.info("job started", attempt=attempt, deliveries=delivery.deliveries)
         self.current, self._cancel_current = job, False

@@ -51,8 +51,16 @@ class OutcomeWriter:
         if not self._thread.is_alive() and self._thread.ident is None:
             self._thread.start()
 
-    def started(self, job: Job, queue_name: str, worker_id: str, started_at: datetime) -> None:
-        self._put(("start", (job, queue_name, worker_id, started_at), {}, None))
+    def started(
+        self,
+        job: Job,
+        queue_name: str,
+        worker_id: str,
+        started_at: datetime,
+        payload: str | None = None,
+    ) -> None:
+        """The job's `running` mark; `payload` is its text as delivered (the ledger's copy)."""
+        self._put(("start", (job, queue_name, worker_id, started_at), {"payload": payload}, None))
 
     def succeeded(
         self,

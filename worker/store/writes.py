@@ -110,7 +110,12 @@ class Writes(StoreBase):
         return "run" if status == JobStatus.RUNNING else str(status)
 
     def _start_params(
-        self, job: JobSpec, queue: str, worker_id: str, started_at: datetime
+        self,
+        job: JobSpec,
+        queue: str,
+        worker_id: str,
+        started_at: datetime,
+        payload: str | None = None,
     ) -> dict[str, Any]:
         return {
             "id": job.id,
@@ -128,7 +133,9 @@ class Writes(StoreBase):
             "progress": 0.0,
             "stage": None,
             "updated_at": started_at,
-            "payload": job.to_payload(),  # the ledger's copy (worker.reconcile)
+            # The ledger's copy (worker.reconcile): the delivered payload when the caller has
+            # it (serializing the job again costs as much as the row write).
+            "payload": payload if payload is not None else job.to_payload(),
         }
 
     def status_of(self, job_id: str) -> str | None:
