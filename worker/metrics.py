@@ -136,6 +136,12 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.reconciled = Counter(
+            "stoker_reconcile_restored",
+            "Jobs the ledger put back into Redis (reconcile), by where and the row's status",
+            ["where", "status"],
+            registry=r,
+        )
         self.model_loads = Counter(
             "stoker_model_loads", "Processor loads in the executor", ["processor"], registry=r
         )
@@ -165,6 +171,9 @@ class WorkerMetrics:
         self.wait.observe(queue, max(0.0, seconds))
 
     # Rare events
+    def restored(self, where: str, status: str) -> None:
+        self.reconciled.labels(where, status).inc()
+
     def restarted(self, reason: str, count: int = 1) -> None:
         self.restarts.labels(reason).inc(count)
 

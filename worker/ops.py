@@ -59,6 +59,10 @@ class Ops:
                 },
             )
         self.retention = Retention(s, worker.client, worker.keys, worker.store.url)
+        if self.metrics is not None:
+            metrics = self.metrics
+            # Labelled by the status the row had (running, retrying, queued): bounded.
+            worker.reconciler.on_restored = lambda r: metrics.restored(r.where, r.reason.split()[0])
         self._restarts_seen = 0
         self._stopping_sent = False
         self._stop = threading.Event()
