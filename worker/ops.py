@@ -59,15 +59,16 @@ class Ops:
                 },
             )
         self.retention = Retention(s, worker.client, worker.keys, worker.store.url)
-        if self.metrics is not None:
-            metrics = self.metrics
-            # Labelled by the status the row had (running, retrying, queued): bounded.
-            worker.reconciler.on_restored = lambda r: metrics.restored(r.where, r.reason.split()[0])
         self._restarts_seen = 0
         self._stopping_sent = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._job_started = 0.0
+
+    def restored(self, where: str, reason: str) -> None:
+        """The ledger put a job back into Redis (labelled by the row's status: bounded)."""
+        if self.metrics is not None:
+            self.metrics.restored(where, reason.split()[0])
 
     # Lifecycle
     def start(self) -> None:
@@ -78,6 +79,7 @@ class Ops:
             stall_s=self.settings.stall_timeout,
             state=Lazy(self.state),
             job=Lazy(lambda: self.worker.current.id if self.worker.current else ""),
+            jobs_done=Lazy(lambda: self.worker.stats.processed),
             metrics_port=self.settings.metrics_port,
         )
         if self.endpoint is not None:

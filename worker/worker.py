@@ -120,6 +120,7 @@ class Worker:
         )
         self._last_maintenance = 0.0
         self.ops = Ops(self)  # metrics, health, systemd notify, retention (worker/ops.py)
+        self.reconciler.on_restored = lambda r: self.ops.restored(r.where, r.reason)
 
     def _on_redis_lost(self) -> None:
         self.reconciler.redis_lost()
