@@ -98,6 +98,9 @@ def test_a_prefetched_job_is_charged_its_delivery_once_it_starts(
     first = deployment.start(max_deliveries=1)
     wait_for(lambda: deployment.starts("stuck"), 60)
     wait_for(lambda: _deliveries(deployment, "stuck") == 1, 10)
+    # The quick job's success is group-committed, then acknowledged: a kill before that
+    # would (rightly) recover it too, and with one delivery allowed fail it as a poison pill.
+    wait_for(lambda: b"quick" not in deployment.running(), 10)
 
     first.kill()
     deployment.start(max_deliveries=1)
