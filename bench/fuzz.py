@@ -41,6 +41,8 @@ def main() -> int:
         nonlocal tried
         tried += len(batch)
         found = rig.run_batch(batch)
+        for problem in found[: max(0, 5 - len(problems))]:  # the first ones, as they come
+            print(f"  problem: {problem[:300]}", flush=True)
         problems.extend(found)
         if not rig.alive():  # count it, then carry on with a fresh worker
             rig.start()

@@ -21,6 +21,7 @@ Rules that hold for every payload, whoever pushed it:
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -91,6 +92,44 @@ def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
             return deepest
         children = node.values() if isinstance(node, dict) else node
         stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+_STRUCTURE = re.compile(rb'["\\\[\]{}]')
+
+
+def nesting_depth(raw: bytes, limit: int = MAX_DEPTH) -> int:
+    """How deeply arrays and objects nest in JSON text, read without decoding it (brackets
+    inside strings do not count): a result above `limit` means too deep (the scan stops
+    there); one at or below it is an upper bound.
+
+    Used before `json.loads`, whose own limit depends on the caller's stack: a payload must
+    be judged the same way wherever it is read (stoker.lua's cjson applies the same limit).
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return min(limit, raw.count(b"[") + raw.count(b"{"))
+    depth = deepest = 0
+    in_string, skip_to = False, -1
+    for match in _STRUCTURE.finditer(raw):
+        pos = match.start()
+        if pos < skip_to:
+            continue  # an escaped character
+        char = raw[pos]
+        if in_string:
+            if char == 0x5C:  # backslash: the next character is escaped
+                skip_to = pos + 2
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif char in (0x5D, 0x7D):
+            depth -= 1
     return deepest
 
 
@@ -168,7 +207,8 @@ def _describe(exc: ValidationError) -> str:
 
 def _id_of_oversized(raw: bytes | str, size: int) -> str | None:
     """The id of an oversized payload, for its failed row; not searched past 16 MiB."""
-    if size > 16 * 2**20:
+    data = raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else raw
+    if size > 16 * 2**20 or nesting_depth(data) > MAX_DEPTH:
         return None
     try:
         return job_id_of(json.loads(raw))
@@ -177,7 +217,13 @@ def _id_of_oversized(raw: bytes | str, size: int) -> str | None:
 
 
 def _decode(raw: bytes | str) -> Any:
-    """json.loads with every failure turned into BadPayload (keeping the id if one is legible)."""
+    """json.loads with every failure turned into BadPayload (keeping the id if one is legible).
+
+    Too deep a payload carries no id: it is never decoded (nor by stoker.lua).
+    """
+    data_bytes = raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else raw
+    if nesting_depth(data_bytes) > MAX_DEPTH:
+        raise BadPayload(f"payload nested deeper than {MAX_DEPTH} levels")
     try:
         data = json.loads(raw)
     except RecursionError:
@@ -191,10 +237,8 @@ def _decode(raw: bytes | str) -> Any:
         raise BadPayload("malformed JSON: not valid UTF-8", job_id_of(legible)) from None
     except ValueError as exc:
         raise BadPayload(f"malformed JSON: {exc}") from None
-    if depth_of(data) > MAX_DEPTH:
-        raise BadPayload(
-            f"payload nested deeper than {MAX_DEPTH} levels", job_id_of(data)
-        ) from None
+    if depth_of(data) > MAX_DEPTH:  # not reached: the scan above agrees with depth_of
+        raise BadPayload(f"payload nested deeper than {MAX_DEPTH} levels") from None
     return data
 
 

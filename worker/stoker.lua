@@ -5,7 +5,8 @@
 local cmd = ARGV[1]
 
 -- One definition of a job id, mirrored by `worker.protocol.job_id_of`: the payload is at
--- most `max_bytes` long (never decoded otherwise), a JSON object, and its "id" is a string
+-- most `max_bytes` long (never decoded otherwise), nested at most 64 levels (as
+-- protocol.MAX_DEPTH), a JSON object, and its "id" is a string
 -- of 1 to 128 bytes of valid UTF-8 without control characters. Anything else has no id:
 -- no mark is ever set for it.
 local function valid_utf8(s)
@@ -36,6 +37,8 @@ end
 
 local function job_id(payload, max_bytes)
   if max_bytes and #payload > max_bytes then return nil end
+  -- protocol.MAX_DEPTH: a deeper payload carries no id (fakeredis lacks the setting)
+  if cjson.decode_max_depth then cjson.decode_max_depth(64) end
   local ok, obj = pcall(cjson.decode, payload)
   if ok and type(obj) == 'table' then
     local id = obj['id']
