@@ -17,7 +17,7 @@ from worker.failed import read_entry
 from worker.heartbeat import live_workers
 from worker.keys import Keys
 from worker.lifecycle import JobStatus
-from worker.protocol import job_id_of
+from worker.protocol import MAX_DEPTH, job_id_of, nesting_depth
 from worker.store import JobStore
 
 
@@ -68,7 +68,8 @@ class Lookup:
         return None
 
     def _id(self, raw: bytes) -> str | None:
-        if len(raw) > self.settings.max_payload_bytes:
+        # The worker's own rule (size, depth, id), so a job is found under the id it is filed by.
+        if len(raw) > self.settings.max_payload_bytes or nesting_depth(raw) > MAX_DEPTH:
             return None
         try:
             return job_id_of(json.loads(raw))
