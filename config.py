@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
 CommaMap = Annotated[dict[str, str], NoDecode]
+CommaIntMap = Annotated[dict[str, int], NoDecode]
 
 
 def _split_list(value: object) -> object:
@@ -287,6 +288,12 @@ class Settings(BaseSettings):
     """Seconds a prefetched job may wait behind a running one; then it goes back to the
     front of its queue, its delivery uncounted (so a higher-priority job that arrives
     meanwhile still goes first, and an idle worker can take it)."""
+    batch_sizes: CommaIntMap = Field(default_factory=dict)
+    """Most jobs per batched call, per processor (`llm_analysis=16,echo=1`); overrides the
+    processor's own `batch_size`; 1 turns batching off for it."""
+    batch_wait_ms: int = Field(default=0, ge=0, le=10_000)
+    """Milliseconds an incomplete batch waits for more jobs of its processor (0: never
+    wait; a batch is whatever is queued)."""
     max_payload_bytes: int = 1_048_576
     """Larger payloads go to the failed list unread."""
     progress_interval: float = 0.5
@@ -378,7 +385,9 @@ class Settings(BaseSettings):
     _split_lists = field_validator("queues", "processors", "preload", mode="before")(
         staticmethod(_split_list)
     )
-    _split_maps = field_validator("queue_processors", mode="before")(staticmethod(_split_map))
+    _split_maps = field_validator("queue_processors", "batch_sizes", mode="before")(
+        staticmethod(_split_map)
+    )
 
     @model_validator(mode="after")
     def _folders(self) -> Settings:

@@ -3,6 +3,13 @@
 A processor knows nothing of Redis or SQL. The worker calls `load(device)` once per
 executor process (models stay resident across jobs), validates each job's `params`
 with the processor's pydantic `Params` model, and calls `process(params, ctx)`.
+
+Two optional splits (both opt-in; a processor that uses neither runs as before):
+- `prepare(params, ctx)` does a job's CPU work (decode, tokenize, read files) and returns
+  the input `process` receives instead of the params. The executor prepares the next job
+  on a CPU thread while the current one runs, so the device does not wait for decoding.
+- `batch_size > 1` with `process_batch(items)`: several jobs of this processor in one
+  call, one result or Exception per item, in order. A batch of one always runs `process`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from processors.media import job_output_path, resolve_media_path
 __all__ = [  # the errors are re-exported: processors import them from here too
     "ConfigError",
     "Context",
+    "Item",
     "Params",
     "PermanentError",
     "Processor",
@@ -92,6 +100,16 @@ class Context:
         return job_output_path(self.settings.output_dir, self.job_id, name)
 
 
+@dataclass
+class Item:
+    """One job of a batch: its validated params, what `prepare` made of them, its ctx."""
+
+    params: Any
+    input: Any
+    """`prepare(params, ctx)`'s return value (the params themselves by default)."""
+    ctx: Context
+
+
 class Processor(abc.ABC):
     """A named, pluggable unit of work.
 
@@ -102,10 +120,18 @@ class Processor(abc.ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = Params
+    batch_size: ClassVar[int] = 1
+    """Most jobs per `process_batch` call (1: never batched). `WORKER_BATCH_SIZES`
+    overrides it per processor."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.device = "cpu"
+
+    @classmethod
+    def batch_limit(cls, settings: Settings) -> int:
+        """Most jobs per call under `settings` (`WORKER_BATCH_SIZES` over `batch_size`)."""
+        return max(1, int(settings.batch_sizes.get(cls.name, cls.batch_size)))
 
     @classmethod
     def check_config(cls, settings: Settings) -> None:
@@ -116,9 +142,31 @@ class Processor(abc.ABC):
         """Load models onto `device`; keep them on `self` for every later job."""
         self.device = device
 
+    def prepare(self, params: Any, ctx: Context) -> Any:
+        """A job's CPU-side work, done ahead on a thread; its return value is what
+        `process` (or the batch item's `input`) receives. Default: the params unchanged.
+        May run while another job is on the device: it must not use the device."""
+        return params
+
     @abc.abstractmethod
     def process(self, params: Any, ctx: Context) -> Any:
-        """Run one job. Raise PermanentError or TransientError to steer retries."""
+        """Run one job on what `prepare` returned (its params by default). Raise
+        PermanentError or TransientError to steer retries."""
+
+    def process_batch(self, items: list[Item]) -> list[Any]:
+        """Run several jobs at once: one result or Exception per item, in order.
+
+        An Exception in the list retries or fails only that job; raising fails the call,
+        and the worker then retries its jobs in smaller batches down to single jobs, so a
+        bad job is isolated before any attempt is charged. Default: one `process` each.
+        """
+        results: list[Any] = []
+        for item in items:
+            try:
+                results.append(self.process(item.input, item.ctx))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources when the executor shuts down."""
