@@ -2,11 +2,16 @@
 
     python bench/throughput.py [--jobs N] [--latency-jobs M]
 
+Jobs are pushed the way the README tells producers to push them: `LPUSH` of
+`{"processor": "echo", "params": {...}}`, no id and no queued_at (the worker's fetch
+names them, inside the same Lua call).
+
 Prints:
 - jobs/s draining N `echo` jobs with one worker process and with two (process isolation,
   measured from the first job's start to the last job's finish in the database), each
   drain repeated (`--repeat`, median and range: this 2-core VM's speed wanders by ~10%);
-- the same for one worker with prefetch off, and with `WORKER_ISOLATION=inline`, plus a
+- the same for one worker with batching off (`WORKER_BATCH_SIZES=echo=1`), with payloads
+  that carry an id, with prefetch off, and with `WORKER_ISOLATION=inline`, plus a
   direct micro-measure of the supervisor/executor hop;
 - enqueue-to-start latency p50/p99 with an idle worker, one queue and three queues.
 
@@ -23,8 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -54,7 +60,52 @@ def parse_time(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def drain(redis_url: str, workers: int, jobs: int, **extra: str) -> float:
+def payload(i: int, *, with_id: bool = False) -> str:
+    """A README-style job: no id, no queued_at (unless `with_id`)."""
+    job = {"processor": "echo", "params": {"text": f"x{i}"}}
+    return json.dumps({"id": f"b{i}", **job} if with_id else job)
+
+
+def finished(db_url: str) -> tuple[int, float, float]:
+    """Succeeded jobs, and the first start and the last finish among them (epoch s)."""
+    from sqlalchemy import func, select
+
+    from worker.store.schema import jobs as table
+
+    store = JobStore(db_url)
+    try:
+        with store.engine.connect() as conn:
+            count, first, last = conn.execute(
+                select(
+                    func.count(), func.min(table.c.started_at), func.max(table.c.finished_at)
+                ).where(table.c.status == "succeeded")
+            ).one()
+    finally:
+        store.close()
+    return count, _epoch(first), _epoch(last)
+
+
+def latest_start(db_url: str) -> float:
+    """When the most recently started job started (epoch s)."""
+    from sqlalchemy import func, select
+
+    from worker.store.schema import jobs as table
+
+    store = JobStore(db_url)
+    try:
+        with store.engine.connect() as conn:
+            return _epoch(conn.execute(select(func.max(table.c.started_at))).scalar())
+    finally:
+        store.close()
+
+
+def _epoch(value: object) -> float:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=value.tzinfo or UTC).timestamp()
+    return parse_time(str(value)) if value else 0.0
+
+
+def drain(redis_url: str, workers: int, jobs: int, *, with_id: bool = False, **extra: str) -> float:
     """Jobs/s for `workers` burst workers draining `jobs` echo jobs."""
     client = redis.Redis.from_url(redis_url)
     client.flushall()
@@ -64,10 +115,7 @@ def drain(redis_url: str, workers: int, jobs: int, **extra: str) -> float:
         JobStore(db_url).migrate()
         pipe = client.pipeline(transaction=False)
         for i in range(jobs):
-            pipe.lpush(
-                "stoker:queue:default",
-                json.dumps({"id": f"b{i}", "processor": "echo", "params": {"text": "x"}}),
-            )
+            pipe.lpush("stoker:queue:default", payload(i, with_id=with_id))
         pipe.execute()
         env = env_for(redis_url, db_url, data_dir, **extra)
         procs = [
@@ -77,12 +125,8 @@ def drain(redis_url: str, workers: int, jobs: int, **extra: str) -> float:
         for p in procs:
             if p.wait(1800) != 0:
                 raise SystemExit(f"worker exited {p.returncode}")
-        store = JobStore(db_url)
-        rows = [store.get(f"b{i}") for i in range(jobs)]
-        store.close()
-    assert all(r and r["status"] == "succeeded" for r in rows), "not every job succeeded"
-    first = min(parse_time(r["started_at"]) for r in rows if r)
-    last = max(parse_time(r["finished_at"]) for r in rows if r)
+        count, first, last = finished(db_url)
+    assert count == jobs, f"{count} of {jobs} jobs succeeded"
     return jobs / (last - first)
 
 
@@ -100,9 +144,9 @@ def latency(redis_url: str, queues: str, samples: int) -> tuple[float, float]:
         proc = subprocess.Popen([sys.executable, "-m", "worker", "run"], env=env, cwd=ROOT)
         try:
             # Wait for the worker to come up by running one job through it.
-            client.lpush(f"stoker:queue:{target}", json.dumps({"id": "warm", "processor": "echo"}))
+            client.lpush(f"stoker:queue:{target}", payload(-1))
             deadline = time.time() + 120
-            while not ((row := store.get("warm")) and row["status"] == "succeeded"):
+            while finished(db_url)[0] < 1:
                 if time.time() > deadline:
                     raise SystemExit("worker did not start")
                 time.sleep(0.05)
@@ -110,15 +154,13 @@ def latency(redis_url: str, queues: str, samples: int) -> tuple[float, float]:
             for i in range(samples):
                 time.sleep(0.02 + (i % 7) * 0.003)  # idle, at varied phases of its wait
                 pushed = time.time()
-                client.lpush(
-                    f"stoker:queue:{target}", json.dumps({"id": f"l{i}", "processor": "echo"})
-                )
-                # The latency is read from the job's own started_at; polling slowly keeps
-                # this script from competing with the worker for the two cores.
+                client.lpush(f"stoker:queue:{target}", payload(i))
+                # The latency is read from the job's own started_at (the latest start: one
+                # job at a time); polling slowly keeps this script off the worker's cores.
                 time.sleep(0.01)
-                while not ((row := store.get(f"l{i}")) and row["status"] == "succeeded"):
+                while finished(db_url)[0] < i + 2:
                     time.sleep(0.01)
-                lat.append((parse_time(row["started_at"]) - pushed) * 1000)
+                lat.append((latest_start(db_url) - pushed) * 1000)
         finally:
             proc.terminate()
             proc.wait(60)
@@ -152,7 +194,7 @@ def hop_cost(n: int) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def drains(redis_url: str, workers: int, jobs: int, repeat: int, **extra: str) -> str:
+def drains(redis_url: str, workers: int, jobs: int, repeat: int, **extra: Any) -> str:
     """`repeat` drains: "median jobs/s (min-max)"."""
     rates = sorted(drain(redis_url, workers, jobs, **extra) for _ in range(repeat))
     return f"{statistics.median(rates):7.0f} jobs/s ({rates[0]:.0f}-{rates[-1]:.0f}, {repeat} runs)"
@@ -160,7 +202,7 @@ def drains(redis_url: str, workers: int, jobs: int, repeat: int, **extra: str) -
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--jobs", type=int, default=5000)
+    ap.add_argument("--jobs", type=int, default=20000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--latency-jobs", type=int, default=300)
     args = ap.parse_args()
@@ -177,8 +219,12 @@ def main() -> None:
                 f" hop cost {process_ms - inline_ms:.3f} ms/job"
             )
             n, r = args.jobs, args.repeat
-            print(f"draining {n} echo jobs:")
+            print(f"draining {n} echo jobs pushed README-style (no id, no queued_at):")
             print(f"1 worker  (process isolation): {drains(server.url, 1, n, r)}")
+            single = drains(server.url, 1, n, r, WORKER_BATCH_SIZES="echo=1")
+            print(f"1 worker  (batching off):      {single}")
+            named = drains(server.url, 1, n, r, with_id=True)
+            print(f"1 worker  (payloads with ids): {named}")
             off = drains(server.url, 1, n, r, WORKER_PREFETCH="false")
             print(f"1 worker  (prefetch off):      {off}")
             inline = drains(server.url, 1, n, r, WORKER_ISOLATION="inline")

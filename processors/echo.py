@@ -1,4 +1,5 @@
-"""`echo`: a tiny processor for smoke tests and benchmarks."""
+"""`echo`: a tiny processor for smoke tests and benchmarks (it batches: the default
+`process_batch`, one `process` per job)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class EchoProcessor(Processor):
 
     name = "echo"
     Params = EchoParams
+    batch_size = 32  # batches of echo jobs measure the worker's own overhead per job
 
     def process(self, params: EchoParams, ctx: Context) -> Any:
         if params.sleep:

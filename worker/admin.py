@@ -260,5 +260,3 @@ class Admin(Lookup):
             job_id=job_id,
         )
         return job.id, row.get("queue") or self.settings.queues[0]
-
-

@@ -86,5 +86,3 @@ def app(settings: Settings, *, write: bool = True) -> Iterator[App]:
         yield a
     finally:
         a.close()
-
-

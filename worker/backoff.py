@@ -39,7 +39,7 @@ _DB_FATAL_HINTS = (
     "password authentication failed",
     "authentication failed",
     "no password supplied",
-    "role \"",
+    'role "',
     "does not exist",
     "access denied",
     "permission denied for database",

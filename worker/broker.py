@@ -8,7 +8,8 @@ to the worker's in-flight list, and it leaves that list only through `ack`, `sch
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -37,6 +38,8 @@ class Delivery:
     deliveries: int
     counted: bool = True
     """False for a prefetched job: its delivery is counted when it starts."""
+    named: bool = False
+    """The payload had no id: this fetch named it (so no row of it can exist yet)."""
 
 
 @dataclass
@@ -44,6 +47,8 @@ class FetchResult:
     delivery: Delivery | None
     next_due: float | None
     """Score of the earliest scheduled job when nothing was ready."""
+    batch: list[Delivery] = field(default_factory=list)
+    """Every job taken (the first one, then the rest of its batch); empty when none."""
 
 
 class Broker:
@@ -70,6 +75,10 @@ class Broker:
         self._pending: tuple[list[str], tuple[Any, ...]] | None = None
         self._prefetched: FetchResult | None = None
         self._fetch_keys: dict[tuple[str, ...], list[str]] = {}
+        self.batch_sizes: dict[str, int] = {}
+        """Processors that batch, and their most jobs per batch (the worker sets it)."""
+        self.queue_processors: dict[str, str] = {}
+        """Each queue's default processor, for bare payloads (the worker sets it)."""
 
     def _call(self, keys: list[str], *args: Any) -> Any:
         """Run the script (`stoker.lua`) with `keys` and `args`."""
@@ -137,17 +146,18 @@ class Broker:
         *,
         promote_limit: int = 100,
         prefetch: bool = False,
-        started: str | None = None,
+        started: list[str] | None = None,
     ) -> FetchResult:
-        """Promote due scheduled jobs, then take the oldest job of the first non-empty queue.
+        """Promote due scheduled jobs, then take the oldest job of the first non-empty queue
+        (and, when its processor batches, the jobs of that processor right behind it).
 
-        `prefetch`: the job is taken ahead of time, its delivery not counted until it
-        starts; `started` names a prefetched job that has started, counted now.
+        `prefetch`: the jobs are taken ahead of time, their deliveries not counted until
+        they start; `started` names prefetched jobs that have started, counted now.
         """
         keys, args = self._fetch_call(queues, promote_limit, prefetch, started)
-        return self._fetch_result(queues, self._call(keys, *args), prefetch)
+        return self._fetch_result(queues, self._call(keys, *args), prefetch, args[7])
 
-    def prefetch(self, queues: list[str], *, started: str | None = None) -> None:
+    def prefetch(self, queues: list[str], *, started: list[str] | None = None) -> None:
         """Send a prefetching `fetch` without waiting for Redis's reply: the caller goes
         on with its work and picks the job up with `prefetched()`."""
         self._collect()
@@ -166,13 +176,14 @@ class Broker:
         if self._pending is None:
             return
         (queues, command), self._pending = self._pending, None
+        base = command[3 + int(command[2]) + 7]  # EVALSHA sha numkeys *keys *args
         try:
-            self._prefetched = self._fetch_result(queues, self._read(command), True)
+            self._prefetched = self._fetch_result(queues, self._read(command), True, base)
         except redis.RedisError:
             self._prefetched = None
 
     def _fetch_call(
-        self, queues: list[str], promote_limit: int, prefetch: bool, started: str | None
+        self, queues: list[str], promote_limit: int, prefetch: bool, started: list[str] | None
     ) -> tuple[list[str], tuple[Any, ...]]:
         keys = self._fetch_keys.get(tuple(queues))
         if keys is None:
@@ -180,26 +191,61 @@ class Broker:
             for q in queues:
                 keys += [self.keys.queue(q), self.keys.inflight(self.worker_id, q)]
             self._fetch_keys[tuple(queues)] = keys
-        args = (
+        args: tuple[Any, ...] = (
             "fetch",
             time.time(),
             self.worker_id,
             promote_limit,
             int(prefetch),
-            started or "",
+            "\n".join(started or ()),
             self.max_payload_bytes,
+            uuid.uuid4().hex,
         )
+        if self.batch_sizes:
+            spec = "\n".join(f"{name}={size}" for name, size in self.batch_sizes.items())
+            args += (spec, *(self.queue_processors.get(q, "") for q in queues))
+        else:
+            args += ("",)
         return keys, args
 
-    def _fetch_result(self, queues: list[str], res: Any, prefetch: bool) -> FetchResult:
+    def _fetch_result(
+        self, queues: list[str], res: Any, prefetch: bool, base: str
+    ) -> FetchResult:
         if res[0] is None:  # an empty payload (b"") is a job too
             due = res[4] if len(res) > 4 and res[4] not in (b"", "") else None
             return FetchResult(None, float(due) if due is not None else None)
         queue = queues[int(res[1]) - 1]
-        return FetchResult(self._delivery(res[0], queue, res[2], res[3], not prefetch), None)
+        batch = [self._delivery(res[0], queue, res[2], res[3], not prefetch, base)]
+        for i in range(5, len(res), 3):
+            d = self._delivery(res[i], queue, res[i + 1], res[i + 2], not prefetch, base)
+            batch.append(d)
+        return FetchResult(batch[0], None, batch)
+
+    def more(self, queue: str, processor: str, limit: int) -> list[Delivery]:
+        """Up to `limit` more jobs of `processor` from the head of `queue` (a batch that
+        waits for more: `WORKER_BATCH_WAIT_MS`), counted as delivered."""
+        keys = [
+            self.keys.running,
+            self.keys.deliveries,
+            self.keys.queue(queue),
+            self.keys.inflight(self.worker_id, queue),
+        ]
+        base = uuid.uuid4().hex
+        args = (self.worker_id, self.max_payload_bytes, base, processor)
+        res = self._call(keys, "more", *args, self.queue_processors.get(queue, ""), limit)
+        return [
+            self._delivery(res[i], queue, res[i + 1], res[i + 2], True, base)
+            for i in range(0, len(res), 3)
+        ]
 
     def _delivery(
-        self, raw: bytes, queue: str, holder: Any, count: Any, counted: bool = True
+        self,
+        raw: bytes,
+        queue: str,
+        holder: Any,
+        count: Any,
+        counted: bool = True,
+        base: str = "",
     ) -> Delivery:
         return Delivery(
             raw=raw,
@@ -208,6 +254,8 @@ class Broker:
             duplicate_of=_s(holder) or None,
             deliveries=int(count or 0),
             counted=counted,
+            # stoker.lua's `new_id`: the base's first 28 digits, just after the brace.
+            named=bool(base) and f'"id":"{base[:28]}'.encode() in raw[:64],
         )
 
     def block_fetch(self, queue: str, timeout: float) -> Delivery | None:
@@ -216,14 +264,15 @@ class Broker:
         raw = self._command("BLMOVE", self.keys.queue(queue), inflight, "RIGHT", "LEFT", timeout)
         if raw is None:
             return None
-        holder, count = self._call(
-            [self.keys.running, self.keys.deliveries],
+        holder, count, raw = self._call(
+            [self.keys.running, self.keys.deliveries, inflight],
             "claim",
             self.worker_id,
             raw,
             self.max_payload_bytes,
+            base := uuid.uuid4().hex,
         )
-        return self._delivery(raw, queue, holder, count)
+        return self._delivery(raw, queue, holder, count, True, base)
 
     def rewrite(self, delivery: Delivery, payload: str) -> Delivery:
         """Replace an id-less in-flight payload with its normalized form (which has an id)."""

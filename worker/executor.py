@@ -52,6 +52,10 @@ class JobHandler(JobCallbacks, Protocol):
 
 class Executor(abc.ABC):
     device: str = "cpu"
+    batch_sizes: dict[str, int]
+    """Processors that batch, with their most jobs per call (known once started)."""
+    preparers: frozenset[str] = frozenset()
+    """Processors whose inputs are prepared ahead (they override `prepare`)."""
 
     @abc.abstractmethod
     def start(self) -> None:
@@ -60,6 +64,16 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def execute(self, task: Task, timeout: float | None, handler: JobHandler) -> Outcome:
         """Run one task to its outcome; never raises for the job's own failures."""
+
+    @abc.abstractmethod
+    def execute_batch(
+        self, tasks: list[Task], timeout: float | None, handler: JobHandler
+    ) -> Outcome | list[Outcome]:
+        """Run tasks of one processor in one call: an Outcome per task, or one Outcome
+        when the call failed as a whole (raised, crashed, timed out, was stopped)."""
+
+    def prepare(self, tasks: list[Task]) -> None:  # noqa: B027 - optional
+        """Start preparing the next job or batch while the current one runs."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -71,6 +85,7 @@ class InlineExecutor(Executor):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runner: JobRunner | None = None
+        self.batch_sizes = {}
 
     def start(self) -> None:
         if self.runner is None:
@@ -78,17 +93,23 @@ class InlineExecutor(Executor):
             self.runner = JobRunner(self.settings)
             self.device = self.runner.device
             self.runner.preload(self.settings.preload)
+            self.batch_sizes = self.runner.capabilities()["batch_sizes"]
 
     def execute(self, task: Task, timeout: float | None, handler: JobHandler) -> Outcome:
         self.start()
         assert self.runner is not None
-
         return self.runner.run(task, handler)
+
+    def execute_batch(
+        self, tasks: list[Task], timeout: float | None, handler: JobHandler
+    ) -> Outcome | list[Outcome]:
+        self.start()
+        assert self.runner is not None
+        return self.runner.run_batch(tasks, handler)
 
     def close(self) -> None:
         if self.runner:
-            for proc in self.runner.processors.values():
-                proc.close()
+            self.runner.close()
 
 
 class ProcessExecutor(Executor):
@@ -106,6 +127,8 @@ class ProcessExecutor(Executor):
         self._stop = self._ctx.Event()
         self._stop_used = False
         self._poller: Any = None
+        self._prep: Connection | None = None
+        self.batch_sizes = {}
         self.reports: list[dict[str, Any]] = []
         """Model loads and GPU memory the child reported (`worker.gpu`); `worker.ops` drains it."""
 
@@ -121,15 +144,18 @@ class ProcessExecutor(Executor):
             return
         self._discard()
         parent, child = self._ctx.Pipe(duplex=True)
+        prep_read, prep_write = self._ctx.Pipe(duplex=False)
+        args = (child, self.settings, self.worker_id, not self._config_checked, self._stop)
         self._proc = self._ctx.Process(
             target=child_main,
-            args=(child, self.settings, self.worker_id, not self._config_checked, self._stop),
+            args=(*args, prep_read),
             name=f"stoker-executor-{self.worker_id}",
             daemon=True,
         )
         self._proc.start()
         child.close()
-        self._conn = parent
+        prep_read.close()
+        self._conn, self._prep = parent, prep_write
         self.jobs_in_child = 0
         # One poll set for the life of the process: building a selector per wait (as
         # `multiprocessing.connection.wait` does) costs more than the wait itself.
@@ -140,6 +166,9 @@ class ProcessExecutor(Executor):
         self.reports.append(ready)
         self._config_checked = True
         self.device = ready.get("device", "cpu")
+        if "batch_sizes" in ready:  # only the first start reports them
+            self.batch_sizes = dict(ready["batch_sizes"])
+            self.preparers = frozenset(ready["preparers"])
         log.info("executor started", pid=self._proc.pid, device=self.device)
 
     def _wait_ready(self) -> dict[str, Any]:
@@ -170,6 +199,27 @@ class ProcessExecutor(Executor):
         self._conn.send_bytes(json.dumps(msg, separators=(",", ":")).encode())
 
     def execute(self, task: Task, timeout: float | None, handler: JobHandler) -> Outcome:
+        result = self._execute({"type": "run", "task": task.to_dict()}, timeout, handler)
+        assert isinstance(result, Outcome)
+        return result
+
+    def execute_batch(
+        self, tasks: list[Task], timeout: float | None, handler: JobHandler
+    ) -> Outcome | list[Outcome]:
+        msg = {"type": "run_batch", "tasks": [task.to_dict() for task in tasks]}
+        return self._execute(msg, timeout, handler)
+
+    def prepare(self, tasks: list[Task]) -> None:
+        """Best effort: a lost message only means the job is prepared when it runs."""
+        if self._prep is None or not tasks:
+            return
+        msg = {"type": "prepare", "tasks": [task.to_dict() for task in tasks]}
+        with contextlib.suppress(OSError):
+            self._prep.send_bytes(json.dumps(msg, separators=(",", ":")).encode())
+
+    def _execute(
+        self, msg: dict[str, Any], timeout: float | None, handler: JobHandler
+    ) -> Outcome | list[Outcome]:
         try:
             self.start()
         except ExecutorDied as exc:
@@ -184,7 +234,7 @@ class ProcessExecutor(Executor):
             self._stop.clear()
             self._stop_used = False
         try:
-            self._send({"type": "run", "task": task.to_dict()})
+            self._send(msg)
         except OSError:  # it died between jobs, after the liveness check
             self._proc.join(1)
             return self._crashed(time.monotonic() - started)
@@ -194,7 +244,7 @@ class ProcessExecutor(Executor):
 
     def _wait(
         self, handler: JobHandler, started: float, deadline: float | None, timeout: float | None
-    ) -> Outcome:
+    ) -> Outcome | list[Outcome]:
         """Wait for the running task's outcome, serving its messages and the duties."""
         assert self._conn is not None and self._proc is not None
         stop_sent = False
@@ -216,9 +266,10 @@ class ProcessExecutor(Executor):
                     msg = None
                 if msg is not None:
                     if msg["type"] == "done":
-                        outcome = Outcome(**msg["outcome"])
                         self._maybe_recycle()
-                        return outcome
+                        if "outcomes" in msg:
+                            return [Outcome(**o) for o in msg["outcomes"]]
+                        return Outcome(**msg["outcome"])
                     self._dispatch(msg, handler)
             if sentinel in ready or (conn_fd in ready and not self._proc.is_alive()):
                 self._proc.join(1)
@@ -305,7 +356,9 @@ class ProcessExecutor(Executor):
     def _discard(self) -> None:
         if self._conn is not None:
             self._conn.close()
-        self._conn = None
+        if self._prep is not None:
+            self._prep.close()
+        self._conn = self._prep = None
         self._proc = None
 
     def close(self) -> None:

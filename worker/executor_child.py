@@ -1,8 +1,11 @@
 """The executor process: loads processors once, then runs tasks until told to exit.
 
 It talks to the supervisor over one pipe in JSON: `ready` (or `config_error`,
-`startup_error`), then per task the job's callbacks (`progress`, `rows`, `job_result`,
-each carried over by `PipeCallbacks`), `report` (model loads, GPU memory) and `done`.
+`startup_error`), then per task (`run`, or `run_batch` for several jobs of one processor)
+the job's callbacks (`progress`, `rows`, `job_result`, each carried over by
+`PipeCallbacks`), `report` (model loads, GPU memory) and `done`. A second, one-way pipe
+carries `prepare` messages (the next job or batch), read by a thread of their own, so
+inputs are prepared while the current job runs.
 The stop flag is a shared Event, so no reader thread is needed. It dies with the
 supervisor (PDEATHSIG, or a watcher thread where that is unavailable).
 """
@@ -79,8 +82,23 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="stoker-parent-watch", daemon=True).start()
 
 
+def _serve_prepares(prep: Connection, runner: JobRunner) -> None:
+    """The prepare thread's reader: each message names the next tasks to prepare."""
+    while True:
+        try:
+            msg = json.loads(prep.recv_bytes())
+        except (EOFError, OSError):
+            return
+        runner.prepare_ahead([Task(**task) for task in msg["tasks"]])
+
+
 def child_main(
-    conn: Connection, settings: Settings, worker_id: str, check: bool, stop: Any
+    conn: Connection,
+    settings: Settings,
+    worker_id: str,
+    check: bool,
+    stop: Any,
+    prep: Connection | None = None,
 ) -> None:
     """The executor process: load processors once, then run tasks until told to exit."""
     # Signals are the supervisor's business: it decides when to stop a running job.
@@ -122,16 +140,27 @@ def child_main(
     callbacks = PipeCallbacks(send, send_unlocked, send_lock, receive, stop)
     from worker.gpu import child_report
 
-    send({"type": "ready", "device": runner.device, "pid": os.getpid(), **child_report(runner)})
+    ready = {"type": "ready", "device": runner.device, "pid": os.getpid()}
+    # Capabilities import every processor class: once, with the configuration check.
+    send({**ready, **(runner.capabilities() if check else {}), **child_report(runner)})
     runner.on_load = lambda: send({"type": "report", **child_report(runner)})
+    if prep is not None:
+        reader = threading.Thread(
+            target=_serve_prepares, args=(prep, runner), name="stoker-prepares", daemon=True
+        )
+        reader.start()
     # One thread reads the pipe: tasks arrive here between jobs; the stop flag is a shared
     # Event, so no reader thread (and no thread hand-off per job) is needed.
-    while (msg := receive()).get("type") == "run":
-        outcome = runner.run(Task(**msg["task"]), callbacks)
+    while (msg := receive()).get("type") in ("run", "run_batch"):
+        if msg["type"] == "run":
+            done = {"outcome": runner.run(Task(**msg["task"]), callbacks).to_dict()}
+        else:
+            result = runner.run_batch([Task(**t) for t in msg["tasks"]], callbacks)
+            if isinstance(result, list):
+                done = {"outcomes": [outcome.to_dict() for outcome in result]}
+            else:
+                done = {"outcome": result.to_dict()}
         if report := child_report(runner):
             send({"type": "report", **report})
-        send({"type": "done", "outcome": outcome.to_dict()})
-    for proc in runner.processors.values():
-        proc.close()
-
-
+        send({"type": "done", **done})
+    runner.close()

@@ -30,6 +30,7 @@ from config import Settings, queue_name_error
 
 __all__ = ["Keys", "queue_name_error"]
 
+
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "stoker"

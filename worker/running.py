@@ -55,6 +55,8 @@ class Supervisor(Protocol):
 
     def release_prefetched(self, *, wait: bool = True) -> None: ...
 
+    def prepare_ahead(self) -> None: ...
+
     def maintenance(self, *, every: float = 0.0) -> None: ...
 
 
@@ -165,10 +167,9 @@ class RunningJob(JobHandler):
         """The periodic duties (`worker.duties`), in order; the abort they call for."""
         w = self.worker
         w.ops.tick()  # the supervisor is alive while the executor works (systemd watchdog)
-        self._write_rows(wait=False)
-        self._write_progress()
+        self.write_pending()
         now = time.monotonic()
-        self._hold_prefetched(now)
+        self.hold_prefetched(now)
         if now - self.last_cancel_check >= CANCEL_CHECK_S:
             self.last_cancel_check = now
             w.maintenance()
@@ -183,10 +184,20 @@ class RunningJob(JobHandler):
             return None
         return shutdown_abort(now=now, stop_since=w._stop_since, grace=w.settings.shutdown_grace)
 
-    def _hold_prefetched(self, now: float) -> None:
+    def write_pending(self) -> None:
+        """Write what waits (rows, progress) without waiting for the database."""
+        self._write_rows(wait=False)
+        self._write_progress()
+
+    def hold_prefetched(self, now: float) -> None:
+        """Prepare the jobs taken ahead, or hand them back once this one has run long."""
         # A long job: the prefetched one must not wait behind it (another worker may be
-        # idle, and a higher-priority job may arrive before this one ends).
+        # idle, and a higher-priority job may arrive before this one ends), unless the
+        # executor is preparing it.
         w = self.worker
+        w.prepare_ahead()
+        if w.prefetcher.prepared:
+            return
         hold = w.settings.prefetch_hold
         if hold_expired(
             now=now, started=self.started, hold=hold, holds_prefetched=w.holds_prefetched

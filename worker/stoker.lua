@@ -36,17 +36,43 @@ local function valid_utf8(s)
 end
 
 local function job_id(payload, max_bytes)
-  if max_bytes and #payload > max_bytes then return nil end
+  -- Returns the id (or nil) and the decoded payload (nil when never decoded or invalid).
+  if max_bytes and #payload > max_bytes then return nil, nil end
   -- protocol.MAX_DEPTH: a deeper payload carries no id (fakeredis lacks the setting)
   if cjson.decode_max_depth then cjson.decode_max_depth(64) end
   local ok, obj = pcall(cjson.decode, payload)
-  if ok and type(obj) == 'table' then
-    local id = obj['id']
-    if type(id) == 'string' and #id >= 1 and #id <= 128 and not string.find(id, '%c')
-        and (not string.find(id, '[\128-\255]') or valid_utf8(id)) then
-      return id
-    end
+  if not ok or type(obj) ~= 'table' then return nil, nil end
+  local id = obj['id']
+  if type(id) == 'string' and #id >= 1 and #id <= 128 and not string.find(id, '%c')
+      and (not string.find(id, '[\128-\255]') or valid_utf8(id)) then
+    return id, obj
   end
+  return nil, obj
+end
+
+-- The id given to the k-th id-less payload of one call: `base` is 32 random hex digits
+-- from the worker, the last 4 replaced by k (so one call names up to 65,535 jobs).
+local function new_id(base, k)
+  return string.sub(base, 1, 28) .. string.format('%04x', k)
+end
+
+-- An id-less JSON object gets "id" as its first member, the rest of its text untouched
+-- (re-encoding could change numbers). Anything else is returned as it is.
+local function with_id(payload, obj, id)
+  if obj == nil or obj['id'] ~= nil then return payload end
+  local _, e = string.find(payload, '^[ \t\r\n]*{[ \t\r\n]*')
+  if not e then return payload end  -- a JSON array decodes to a table too
+  local rest = string.sub(payload, e + 1)
+  local sep = (string.sub(rest, 1, 1) == '}') and '' or ','
+  return string.sub(payload, 1, e) .. '"id":"' .. id .. '"' .. sep .. rest
+end
+
+-- The processor a decoded payload names (a bare payload: its queue's default).
+local function processor_of(obj, default)
+  if obj == nil then return nil end
+  local p = obj['processor']
+  if p == nil then return default end
+  if type(p) == 'string' then return p end
   return nil
 end
 
@@ -65,8 +91,7 @@ end
 -- Claim a job just moved to an in-flight list: mark it running unless another
 -- worker already runs the same id; count the delivery unless it is only prefetched
 -- (a prefetched job is counted when it starts, so a worker's death never charges it).
-local function claim(running, deliveries, payload, worker, count, max_bytes)
-  local id = job_id(payload, max_bytes)
+local function claim_id(running, deliveries, id, worker, count)
   if not id then return {'', 0} end
   if redis.call('HSETNX', running, id, worker) == 0 then
     local holder = redis.call('HGET', running, id)
@@ -75,6 +100,54 @@ local function claim(running, deliveries, payload, worker, count, max_bytes)
   end
   if count then return {'', redis.call('HINCRBY', deliveries, id, 1)} end
   return {'', tonumber(redis.call('HGET', deliveries, id) or '0')}
+end
+
+local function claim(running, deliveries, payload, worker, count, max_bytes)
+  return claim_id(running, deliveries, (job_id(payload, max_bytes)), worker, count)
+end
+
+-- Put a job just popped from its queue into `inflight`, giving an id-less object the
+-- k-th new id, and claim it; returns {payload as moved, holder, deliveries}.
+local function place(payload, id, obj, inflight, running, deliveries, worker, count, base, k)
+  if not id and obj ~= nil and obj['id'] == nil then
+    local named = with_id(payload, obj, new_id(base, k))
+    if named ~= payload then payload, id = named, new_id(base, k) end
+  end
+  redis.call('LPUSH', inflight, payload)
+  local c = claim_id(running, deliveries, id, worker, count)
+  return {payload, c[1], c[2]}
+end
+
+-- Take the job at the head (right end) of `queue` into `inflight` (see `place`);
+-- also returns the decoded payload. Nil when the queue is empty.
+local function take(queue, inflight, running, deliveries, worker, count, max_bytes, base)
+  local payload = redis.call('RPOP', queue)
+  if not payload then return nil, nil end
+  local id, obj = job_id(payload, max_bytes)
+  return place(payload, id, obj, inflight, running, deliveries, worker, count, base, 0), obj
+end
+
+-- After a first job of processor `p`, take more of the same from the head of the same
+-- queue, up to `limit` in all; a job of another processor at the head ends the batch.
+local function take_more(out, queue, inflight, running, deliveries, worker, count,
+                         max_bytes, base, p, default, limit)
+  for k = 1, limit - 1 do
+    local head = redis.call('LINDEX', queue, -1)
+    if not head then break end
+    local id, obj = job_id(head, max_bytes)
+    if processor_of(obj, default) ~= p then break end
+    redis.call('RPOP', queue)
+    local t = place(head, id, obj, inflight, running, deliveries, worker, count, base, k)
+    out[#out + 1], out[#out + 2], out[#out + 3] = t[1], t[2], t[3]
+  end
+  return out
+end
+
+-- "name=size\n..." -> {name = size}
+local function batch_sizes(spec)
+  local sizes = {}
+  for name, size in string.gmatch(spec or '', '([^=\n]+)=(%d+)') do sizes[name] = tonumber(size) end
+  return sizes
 end
 
 -- A job leaves flight: its running mark, delivery count and any cancel request go.
@@ -109,30 +182,76 @@ end
 
 if cmd == 'fetch' then
   -- KEYS: running, deliveries, scheduled, then (queue, inflight) pairs
-  -- ARGV: now, worker, promote_limit, prefetch (1: do not count the delivery yet),
-  --       id of a prefetched job that has just started (its delivery is counted now),
-  --       max payload bytes (a longer payload is never decoded here)
+  -- ARGV: now, worker, promote_limit, prefetch (1: do not count the deliveries yet),
+  --       ids of prefetched jobs that have just started, joined by "\n" (their
+  --       deliveries are counted now), max payload bytes (a longer payload is never
+  --       decoded here), id base (32 hex digits: ids for id-less payloads), batch sizes
+  --       ("processor=size\n...", only processors that batch), then each queue's
+  --       default processor ('' for none)
+  -- Returns {payload, queue index, holder, deliveries, '', then (payload, holder,
+  -- deliveries) of each further job of the batch}, or {false, 0, '', 0, next due}.
   local running, deliveries, scheduled = KEYS[1], KEYS[2], KEYS[3]
-  if ARGV[6] ~= '' then redis.call('HINCRBY', deliveries, ARGV[6], 1) end
+  for started in string.gmatch(ARGV[6], '[^\n]+') do
+    redis.call('HINCRBY', deliveries, started, 1)
+  end
   promote(scheduled, ARGV[2], tonumber(ARGV[4]))
+  local count, max_bytes, base = ARGV[5] ~= '1', tonumber(ARGV[7]), ARGV[8]
   for i = 4, #KEYS, 2 do
-    local payload = redis.call('RPOP', KEYS[i])
-    if payload then
-      redis.call('LPUSH', KEYS[i + 1], payload)
-      local c = claim(running, deliveries, payload, ARGV[3], ARGV[5] ~= '1', tonumber(ARGV[7]))
-      return {payload, (i - 2) / 2, c[1], c[2]}
+    local q = (i - 2) / 2
+    local t, obj = take(KEYS[i], KEYS[i + 1], running, deliveries, ARGV[3], count,
+                        max_bytes, base)
+    if t then
+      local out = {t[1], q, t[2], t[3], ''}
+      if ARGV[9] ~= '' then
+        local default = ARGV[9 + q] ~= '' and ARGV[9 + q] or nil
+        local p = processor_of(obj, default)
+        local limit = p and batch_sizes(ARGV[9])[p]
+        if limit and limit > 1 then
+          take_more(out, KEYS[i], KEYS[i + 1], running, deliveries, ARGV[3], count,
+                    max_bytes, base, p, default, limit)
+        end
+      end
+      return out
     end
   end
   local nxt = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
   return {false, 0, '', 0, nxt[2] or ''}
 
+elseif cmd == 'more' then
+  -- Fill a batch while it waits (WORKER_BATCH_WAIT_MS): up to `limit` more jobs of
+  -- `processor` from the head of one queue. KEYS: running, deliveries, queue, inflight
+  -- ARGV: worker, max payload bytes, id base, processor, the queue's default processor
+  --       ('' for none), limit
+  -- Returns (payload, holder, deliveries) triples.
+  local default = ARGV[6] ~= '' and ARGV[6] or nil
+  return take_more({}, KEYS[3], KEYS[4], KEYS[1], KEYS[2], ARGV[2], true, tonumber(ARGV[3]),
+                   ARGV[4], ARGV[5], default, tonumber(ARGV[7]) + 1)
+
 elseif cmd == 'claim' then
-  -- KEYS: running, deliveries   ARGV: worker, payload, max payload bytes
-  return claim(KEYS[1], KEYS[2], ARGV[3], ARGV[2], true, tonumber(ARGV[4]))
+  -- A job just moved by BLMOVE to the head (left end) of an in-flight list; an id-less
+  -- object is given an id there. KEYS: running, deliveries, inflight
+  -- ARGV: worker, payload, max payload bytes, id base
+  -- Returns {holder, deliveries, the payload as it now is in flight}.
+  local payload = ARGV[3]
+  local id, obj = job_id(payload, tonumber(ARGV[4]))
+  if not id and obj ~= nil and obj['id'] == nil then
+    local named = with_id(payload, obj, new_id(ARGV[5], 0))
+    if named ~= payload then
+      if redis.call('LINDEX', KEYS[3], 0) == payload then
+        redis.call('LSET', KEYS[3], 0, named)
+      else
+        redis.call('LREM', KEYS[3], 1, payload)
+        redis.call('LPUSH', KEYS[3], named)
+      end
+      payload, id = named, new_id(ARGV[5], 0)
+    end
+  end
+  local c = claim_id(KEYS[1], KEYS[2], id, ARGV[2], true)
+  return {c[1], c[2], payload}
 
 elseif cmd == 'id' then
   -- The job id Stoker sees in a payload ('' for none). ARGV: payload, max payload bytes
-  return job_id(ARGV[2], tonumber(ARGV[3])) or ''
+  return (job_id(ARGV[2], tonumber(ARGV[3]))) or ''
 
 elseif cmd == 'rewrite' then
   -- Give an id-less payload its id. KEYS: inflight, running, deliveries

@@ -30,12 +30,13 @@ from processors.base import ConfigError
 from processors.registry import known_names, load_configured
 from worker import signals
 from worker.backoff import fatal_reason, startup_exit
+from worker.batches import checked_rows, fill, prepare_ahead, run_batch
 from worker.broker import Broker, Delivery
 from worker.connection import default_worker_id, redis_client
 from worker.execution import Task
 from worker.executor import Executor, make_executor
 from worker.heartbeat import Heartbeat
-from worker.idle import block_timeout, poll_sleep
+from worker.idle import block_timeout
 from worker.keys import Keys, queue_name_error
 from worker.lifecycle import JobStatus, decide, log_settled
 from worker.logs import redact_url
@@ -51,6 +52,7 @@ from worker.running import RunningJob
 from worker.stats import Stats
 from worker.store import JobStore
 from worker.transitions import Transitions
+from worker.wakeup import QueueWatch
 from worker.writer import OutcomeWriter
 
 log = structlog.get_logger("stoker.worker")
@@ -118,6 +120,7 @@ class Worker:
             retry_redis=self._retry_redis,
             flush_outcomes=self.writer.flush,
         )
+        self.watch = QueueWatch(client, [self.keys.queue(q) for q in self.queues])
         self._last_maintenance = 0.0
         self.ops = Ops(self)  # metrics, health, systemd notify, retention (worker/ops.py)
         self.reconciler.on_restored = lambda r: self.ops.restored(r.where, r.reason)
@@ -181,6 +184,8 @@ class Worker:
         self._registered = True
         self.heartbeat.start()
         self.executor.start()
+        self.broker.batch_sizes = dict(self.executor.batch_sizes)
+        self.broker.queue_processors = dict(self.settings.queue_processors)
         self.heartbeat.fields["device"] = self.executor.device
         self._log.info(
             "stoker worker started",
@@ -219,6 +224,7 @@ class Worker:
         return 0
 
     def close(self) -> None:
+        self.watch.close()
         self.ops.close()
         self.writer.close()
         self.heartbeat.stop()
@@ -260,17 +266,16 @@ class Worker:
             if self.prefetcher.orphan_check_due:
                 self.prefetcher.reclaim_orphans()
             if (ahead := self.prefetcher.take()) is not None:
-                self.handle(ahead)
+                self.handle_batch(ahead)
                 continue
             res = self._retry_redis(lambda: self.broker.fetch(self.queues))
-            delivery = res.delivery
-            if delivery is None:
+            batch = res.batch
+            if not batch:
                 if self.burst:
                     return
-                if len(self.queues) > 1:  # see worker/idle.py
+                if len(self.queues) > 1:  # see worker/idle.py and worker/wakeup.py
                     interval = self.settings.poll_interval
-                    idle_sleep = poll_sleep(idle_sleep, interval, res.next_due, time.time())
-                    time.sleep(idle_sleep)
+                    idle_sleep = self.watch.idle_wait(res.next_due, idle_sleep, interval)
                     continue
                 wait = block_timeout(res.next_due, time.time())
                 delivery = self._retry_redis(
@@ -278,8 +283,9 @@ class Worker:
                 )
                 if delivery is None:
                     continue
+                batch = [delivery]
             idle_sleep = 0.0
-            self.handle(delivery)
+            self.handle_batch(batch)
 
     @property
     def holds_prefetched(self) -> bool:
@@ -304,17 +310,22 @@ class Worker:
         except (redis.RedisError, OperationalError, DBAPIError) as exc:
             self._log.warning("reconcile skipped", error=str(exc))
 
-    # One job: admit -> run -> settle
+    # One job (or batch): admit -> run -> settle
     def handle(self, delivery: Delivery) -> None:
         """Run one delivered job to a recorded (or handed-over) outcome."""
-        admitted = self.admit(delivery)
-        if admitted is None:
-            return
-        job, delivery, jlog = admitted
-        started_at = utcnow()
-        attempt = job.attempts + 1
-        outcome = self.run_attempt(job, delivery, attempt, started_at, jlog)
-        self.settle(delivery, job, attempt, outcome, started_at, jlog)
+        self.handle_batch([delivery])
+
+    def handle_batch(self, deliveries: list[Delivery]) -> None:
+        """Run jobs taken together (one job, or a batch of one processor: see
+        `worker.batches`) to recorded (or handed-over) outcomes."""
+        self.watch.ran_job()
+        admitted = [a for d in deliveries if (a := self.admit(d)) is not None]
+        if admitted and self.settings.batch_wait_ms:
+            admitted += fill(self, admitted[0][0], admitted[0][1].queue, len(admitted))
+        if len(admitted) == 1:
+            self.run_one(*admitted[0])
+        elif admitted:
+            run_batch(self, admitted)
 
     def admit(self, delivery: Delivery) -> tuple[Job, Delivery, Any] | None:
         """The job to run, or None when the delivery was settled without running it
@@ -354,6 +365,8 @@ class Worker:
             else:
                 jlog.info("job cancelled before it was deferred")
             return None
+        if delivery.named and job.attempts == 0:
+            return job, delivery, jlog  # named by this fetch: it has no row to check
         if self.writer.success_pending(job.id):
             self.writer.flush()
         status = self._retry_db(lambda: self.store.status_of(job.id), "status")
@@ -364,41 +377,41 @@ class Worker:
             return None
         return job, delivery, jlog
 
-    def run_attempt(
-        self, job: Job, delivery: Delivery, attempt: int, started_at: datetime, jlog: Any
-    ) -> Outcome:
-        """Mark the job running and run one attempt on the executor; its outcome."""
+    def run_one(self, job: Job, delivery: Delivery, jlog: Any) -> None:
+        """Mark the job running, run one attempt on the executor, settle its outcome."""
+        started_at, attempt = utcnow(), job.attempts + 1
         # The `running` mark is written by the group-committing writer (in order, before
         # this job's outcome); a recorded success still cannot be overwritten by it.
         raw = delivery.raw.decode("utf-8")
         self.writer.started(job, delivery.queue, self.worker_id, started_at, payload=raw)
-        timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
         jlog.info("job started", attempt=attempt, deliveries=delivery.deliveries)
-        self.current, self._cancel_current = job, False
         self.ops.job_started(delivery.queue, job, started_at)
-        handler = RunningJob(self, job.id, delivery)
-        try:
-            outcome = self.executor.execute(
-                Task(job.id, job.processor, job.params, attempt, self.worker_id),
-                timeout or None,
-                handler,
-            )
-        finally:
-            self.current = None
+        outcome = self.execute_one(job, delivery, jlog)
         self.ops.job_ended(job.processor, outcome)
         if self.stopping or outcome.kind == "interrupted":
             # Before this job is requeued at the front, so the two keep their order.
             self.release_prefetched()
+        self.settle(delivery, job, attempt, outcome, started_at, jlog)
+
+    def execute_one(self, job: Job, delivery: Delivery, jlog: Any) -> Outcome:
+        """One attempt of one job on the executor; its outcome (rows written)."""
+        self.current, self._cancel_current = job, False
+        handler = RunningJob(self, job.id, delivery)
+        task = Task(job.id, job.processor, job.params, job.attempts + 1, self.worker_id)
+        try:
+            outcome = self.executor.execute(task, self.timeout_of(job), handler)
+        finally:
+            self.current = None
         handler.finish_writes()
-        if handler.row_error is not None and outcome.succeeded:
-            return Outcome(
-                "error",
-                error_type="InvalidRows",
-                message=handler.row_error,
-                permanent=True,
-                duration=outcome.duration,
-            )
-        return outcome
+        return checked_rows(handler, outcome)
+
+    def timeout_of(self, job: Job) -> float | None:
+        timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
+        return timeout or None
+
+    def prepare_ahead(self) -> None:
+        """Have the executor prepare the jobs taken ahead while the current one runs."""
+        prepare_ahead(self)
 
     def settle(
         self,
@@ -408,6 +421,8 @@ class Worker:
         outcome: Outcome,
         started_at: datetime,
         jlog: Any,
+        *,
+        cancelled: bool | None = None,
     ) -> None:
         """Decide what the outcome means (`lifecycle.decide`), then record it durably and
         move the job in Redis (`lifecycle.Transitions`)."""
@@ -416,7 +431,7 @@ class Worker:
             attempt=attempt,
             max_attempts=job.max_attempts or self.policy.max_attempts,
             policy=self.policy,
-            cancelled=self._cancel_current,
+            cancelled=self._cancel_current if cancelled is None else cancelled,
         )
         if outcome.kind == "timeout":
             self.stats.timeouts += 1

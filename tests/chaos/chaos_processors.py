@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from processors.base import Context, Params, Processor
+from processors.base import Context, Item, Params, PermanentError, Processor
 
 
 def mark(marker_dir: str | None, ctx: Context, event: str) -> None:
@@ -158,8 +158,56 @@ class FloodProcessor(Processor):
         return {"reports": i}
 
 
+class BatchParams(Params):
+    mode: Literal["ok", "segv", "hang", "raise", "fail"] = "ok"
+    """`segv`: the executor segfaults whenever this job is in the call; `hang`: the call
+    never returns; `raise`: the whole call raises; `fail`: only this item fails."""
+    seconds: float = Field(default=0.0, ge=0.0)
+    first_seconds: float | None = None
+    """Seconds for the job's first run (no earlier start marker); later runs use `seconds`."""
+    marker_dir: str | None = None
+
+
+class BatchProcessor(Processor):
+    """Batches up to 8 jobs; one bad member can sink the whole call on purpose."""
+
+    name = "chaos_batch"
+    Params = BatchParams
+    batch_size = 8
+
+    def process(self, params: BatchParams, ctx: Context) -> Any:
+        return self._call([Item(params, params, ctx)])[0]
+
+    def process_batch(self, items: list[Item]) -> list[Any]:
+        return self._call(items)
+
+    def _call(self, items: list[Item]) -> list[Any]:
+        seconds = 0.0
+        for item in items:
+            p = item.params
+            first = p.first_seconds is not None and not _started_before(p.marker_dir, item.ctx)
+            seconds = max(seconds, p.first_seconds if first and p.first_seconds else p.seconds)
+            mark(p.marker_dir, item.ctx, "start")
+        modes = {item.params.mode for item in items}
+        if "segv" in modes:
+            ctypes.string_at(0)  # a real segfault of the executor process
+        if "hang" in modes:
+            time.sleep(600)
+        if "raise" in modes:
+            raise RuntimeError("a member broke the whole call")
+        time.sleep(seconds)
+        out: list[Any] = []
+        for item in items:
+            mark(item.params.marker_dir, item.ctx, "done")
+            if item.params.mode == "fail":
+                out.append(PermanentError(f"{item.ctx.job_id} failed on its own"))
+            else:
+                out.append({"pid": os.getpid(), "batch": len(items)})
+        return out
+
+
 PROCESSORS = ",".join(
     f"{__name__}:{cls.__name__}"
-    for cls in (SlowProcessor, CrashProcessor, HangProcessor, FloodProcessor)
+    for cls in (SlowProcessor, CrashProcessor, HangProcessor, FloodProcessor, BatchProcessor)
 )
 """The `WORKER_PROCESSORS` value that loads every chaos processor."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from processors.base import Context, Params, Processor
+from typing import Any
+
+from processors.base import Context, Item, Params, Processor
 
 
 class TextParams(Params):
@@ -26,3 +28,36 @@ class UpperProcessor(Processor):
 
 class ShoutProcessor(UpperProcessor):
     name = "shout"
+
+
+class PreparedParams(Params):
+    text: str = ""
+    broken: bool = False
+    """`process_batch` raises for the whole call when any member has it."""
+
+
+class PreparedProcessor(Processor):
+    """Prepares its input (upper-cases the text, counting calls) and batches up to 4."""
+
+    name = "prepared"
+    Params = PreparedParams
+    batch_size = 4
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared: list[str] = []
+
+    def prepare(self, params: PreparedParams, ctx: Context) -> str:
+        self.prepared.append(ctx.job_id)
+        return params.text.upper()
+
+    def process(self, params: str, ctx: Context) -> Any:
+        return {"text": params, "batch": 1}
+
+    def process_batch(self, items: list[Item]) -> list[Any]:
+        if any(item.params.broken for item in items):
+            raise RuntimeError("the whole call broke")
+        return [
+            ValueError("empty") if not item.input else {"text": item.input, "batch": len(items)}
+            for item in items
+        ]
