@@ -166,7 +166,8 @@ class LLMSettings(BaseSettings):
     batch_size: int = Field(default=16, ge=1)
     """Local backend: most sequences in one batched `generate` call (bounds memory)."""
     concurrency: int = Field(default=8, ge=1)
-    """OpenAI-compatible backend: most requests in flight at once for one job."""
+    """OpenAI-compatible backend: most requests in flight at once for one job, or for one
+    batch of jobs."""
 
 
 class WebSettings(BaseSettings):

@@ -1,6 +1,7 @@
 """Running a job's tasks on a backend: one batched pass when the transcript fits the
 context window, map-reduce over chunks when it does not, then JSON Schema checks with
-one repair attempt. Token usage is counted per task.
+one repair attempt. Token usage is counted per task. A run is a series of rounds
+(`Analyzer.steps`), so that the rounds of several jobs can share one batched call.
 
 A task whose answer still does not match its schema after the repair is reported on its
 own (`Analysis.errors`: the reason and what the model wrote, both times); the other tasks
@@ -8,7 +9,7 @@ keep their answers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,10 +56,16 @@ class Analysis:
     usage: dict[str, TaskUsage]
     chunks: int
     rounds: list[int] = field(default_factory=list)
+    """Sequences sent to the backend per round (each round is one batched `complete`)."""
     errors: dict[str, dict[str, str]] = field(default_factory=dict)
     """Tasks without a valid answer: {"error", "answer" (the model's first answer),
     "repaired" (its answer to the repair prompt)}; their `results` entry is None."""
-    """Sequences sent to the backend per round (each round is one batched `complete`)."""
+
+
+#: A job's run as steps: each step yields the conversations of one round and is sent
+#: their completions (in order); the run returns its `Analysis`. A single job drives it
+#: alone (`Analyzer.run`); `processors.llm.batch` drives several jobs' rounds together.
+Steps = Generator[list[Conversation], list[Completion], Analysis]
 
 
 class Analyzer:
@@ -86,6 +93,23 @@ class Analyzer:
         self.rounds: list[int] = []
 
     def run(self, transcript: str) -> Analysis:
+        """The whole run on this analyzer's backend, one batched `complete` per round."""
+        steps = self.steps(transcript)
+        try:
+            request = next(steps)
+            while True:
+                outs = self.backend.complete(
+                    request,
+                    max_new_tokens=self.max_new_tokens,
+                    temperature=self.temperature,
+                    check_stop=self.check_stop,
+                )
+                request = steps.send(outs)
+        except StopIteration as done:
+            return done.value
+
+    def steps(self, transcript: str) -> Steps:
+        """The run as rounds of conversations (see `Steps`)."""
         chunks = self.chunk(transcript)
         if len(chunks) == 1:
             self.progress(0.0, "generate")
@@ -96,11 +120,11 @@ class Analyzer:
                 for t in self.tasks
             }
             names = list(finals)
-            outs = self._complete([(name, finals[name]) for name in names])
+            outs = yield from self._ask([(name, finals[name]) for name in names])
             answers = {name: out.text for name, out in zip(names, outs, strict=True)}
         else:
-            finals, answers = self._map_reduce(chunks)
-        results, errors = self._check_schemas(finals, answers)
+            finals, answers = yield from self._map_reduce(chunks)
+        results, errors = yield from self._check_schemas(finals, answers)
         self.progress(1.0, "done")
         return Analysis(
             results=results,
@@ -150,20 +174,24 @@ class Analyzer:
         )
         return context - self.max_new_tokens - overhead
 
-    def _complete(self, items: list[tuple[str, Conversation]]) -> list[Completion]:
+    def _ask(
+        self, items: list[tuple[str, Conversation]]
+    ) -> Generator[list[Conversation], list[Completion], list[Completion]]:
+        """One round: yield the conversations, count what their completions cost."""
         self.check_stop()
-        outs = self.backend.complete(
-            [conversation for _, conversation in items],
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            check_stop=self.check_stop,
-        )
+        outs = yield [conversation for _, conversation in items]
+        if len(outs) != len(items):
+            raise RuntimeError(f"{len(outs)} completions for {len(items)} conversations")
         self.rounds.append(len(items))
         for (name, _), out in zip(items, outs, strict=True):
             self.usage[name].add(out)
         return outs
 
-    def _map_reduce(self, chunks: list[str]) -> tuple[dict[str, Conversation], dict[str, str]]:
+    def _map_reduce(
+        self, chunks: list[str]
+    ) -> Generator[
+        list[Conversation], list[Completion], tuple[dict[str, Conversation], dict[str, str]]
+    ]:
         """Every (task, chunk) pair in one batched round, then reduce rounds (all tasks
         together) until each task's partial answers fit one final prompt."""
         self.progress(0.0, "map")
@@ -173,7 +201,7 @@ class Analyzer:
             for t in self.tasks
             for i, chunk in enumerate(chunks, 1)
         ]
-        outs = self._complete(items)
+        outs = yield from self._ask(items)
         pending: dict[str, list[str]] = {t.task_name: [] for t in self.tasks}
         for (name, _), out in zip(items, outs, strict=True):
             pending[name].append(out.text)
@@ -199,7 +227,7 @@ class Analyzer:
                         (name, prompts.reduce_step(self.system_prompt, group, task.prompt, None))
                         for group in groups
                     ]
-            outs = self._complete(items)
+            outs = yield from self._ask(items)
             next_pending: dict[str, list[str]] = {}
             for (name, _), out in zip(items, outs, strict=True):
                 if name in final_names:
@@ -226,7 +254,9 @@ class Analyzer:
 
     def _check_schemas(
         self, finals: dict[str, Conversation], answers: dict[str, str]
-    ) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    ) -> Generator[
+        list[Conversation], list[Completion], tuple[dict[str, Any], dict[str, dict[str, str]]]
+    ]:
         results: dict[str, Any] = {}
         errors: dict[str, dict[str, str]] = {}
         failed: list[tuple[TaskSpec, str]] = []
@@ -246,7 +276,7 @@ class Analyzer:
                 (t.task_name, prompts.repair_step(finals[t.task_name], answers[t.task_name], err))
                 for t, err in failed
             ]
-            outs = self._complete(items)
+            outs = yield from self._ask(items)
             for (task, _), out in zip(failed, outs, strict=True):
                 value, error = parse_and_validate(out.text, task.json_schema or {})
                 if error is not None:

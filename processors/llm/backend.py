@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from processors.base import PermanentError, ProcessorError, TransientError
 from processors.llm.prompts import Conversation
 
 
@@ -43,3 +44,29 @@ class Backend(Protocol):
         check_stop: Callable[[], None] = lambda: None,
     ) -> list[Completion]:
         """Answer every conversation, batched or concurrently; results in input order."""
+
+    def complete_each(
+        self,
+        conversations: list[Conversation],
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        check_stop: Callable[[], None] = lambda: None,
+    ) -> list[Completion | ProcessorError]:
+        """Like `complete`, but a conversation that fails on its own (a request the server
+        rejected) is its entry, so that it fails only its job; a failure of the whole call
+        (out of memory on the device) still raises."""
+
+
+def combined_failure(outcomes: list[Completion | ProcessorError]) -> ProcessorError | None:
+    """The error a set of outcomes fails with: None when all succeeded; else a permanent
+    failure when there is one (retrying would not help), else a transient one carrying the
+    longest `retry_after` asked for."""
+    errors = [o for o in outcomes if isinstance(o, ProcessorError)]
+    if not errors:
+        return None
+    permanent = [e for e in errors if isinstance(e, PermanentError)]
+    if permanent:
+        return permanent[0]
+    waits = [e.retry_after for e in errors if getattr(e, "retry_after", None) is not None]
+    return TransientError(str(errors[0]), retry_after=max(waits) if waits else None)

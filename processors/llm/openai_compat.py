@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from processors.base import PermanentError, ProcessorError, TransientError
-from processors.llm.backend import Completion
+from processors.llm.backend import Completion, combined_failure
 from processors.llm.prompts import Conversation
 
 #: Used only to chunk transcripts when LLM_CONTEXT_TOKENS is set: the server's tokenizer
@@ -46,7 +46,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class OpenAICompatBackend:
-    """A chat-completions client; one job's requests go out concurrently."""
+    """A chat-completions client; a job's (or a batch's) requests go out concurrently."""
 
     provider = "openai"
 
@@ -98,6 +98,28 @@ class OpenAICompatBackend:
     ) -> list[Completion]:
         """Send every conversation, up to `concurrency` at a time. When some fail, a
         permanent failure wins over transient ones (retrying would not help)."""
+        outcomes = self.complete_each(
+            conversations,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            check_stop=check_stop,
+        )
+        failure = combined_failure(outcomes)
+        if failure is not None:
+            raise failure
+        return [o for o in outcomes if isinstance(o, Completion)]
+
+    def complete_each(
+        self,
+        conversations: list[Conversation],
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        check_stop: Callable[[], None] = lambda: None,
+    ) -> list[Completion | ProcessorError]:
+        """Send every conversation, up to `concurrency` at a time (a batch of jobs sends
+        all its jobs' conversations here, so the bound holds for the whole batch); a
+        failed request is its error in the list."""
         check_stop()
 
         def one(conversation: Conversation) -> Completion | ProcessorError:
@@ -108,15 +130,7 @@ class OpenAICompatBackend:
 
         workers = max(1, min(self.concurrency, len(conversations)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-http") as pool:
-            outcomes = list(pool.map(one, conversations))
-        errors = [o for o in outcomes if isinstance(o, ProcessorError)]
-        permanent = [e for e in errors if isinstance(e, PermanentError)]
-        if permanent:
-            raise permanent[0]
-        if errors:
-            waits = [e.retry_after for e in errors if getattr(e, "retry_after", None) is not None]
-            raise TransientError(str(errors[0]), retry_after=max(waits) if waits else None)
-        return [o for o in outcomes if isinstance(o, Completion)]
+            return list(pool.map(one, conversations))
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "[redacted]") if self._secret else text

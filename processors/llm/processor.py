@@ -10,6 +10,10 @@ A task whose JSON answer stays invalid has `None` in `results` and its reason an
 answers in `errors`; the job fails only when every task failed, or any did with
 `all_or_nothing`. `latency_s` is the job's wall time, model loading included. The model is
 loaded on the first job (stage `load model`), or at startup when listed in WORKER_PRELOAD.
+
+Batches (`batch_size` 16, `WORKER_BATCH_SIZES` overrides): every task of every job of a
+batch runs in one stream of rounds (`processors.llm.batch`); each job's result is built as
+it is for that job alone. `prepare` reads the transcript ahead of the job.
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from config import Settings
-from processors.base import ConfigError, Context, PermanentError, Processor
-from processors.llm.analysis import Analyzer
+from processors.base import ConfigError, Context, Item, PermanentError, Processor
+from processors.llm.analysis import Analysis, Analyzer
 from processors.llm.backend import Backend
+from processors.llm.batch import run_together
 from processors.llm.params import LLMAnalysisParams
 from processors.llm.pricing import cost_usd
 from processors.registry import register
@@ -137,6 +143,25 @@ def loading_progress(ctx: Context | None, stage: str, every: float = 1.0) -> Ite
         ticker.join()
 
 
+@dataclass
+class PreparedAnalysis:
+    """What `prepare` made of a job: its params and transcript, or why it has none."""
+
+    params: LLMAnalysisParams
+    transcript: str | None = None
+    """None for a `from_job` transcript (read when the job runs) or after an error."""
+    error: PermanentError | None = None
+
+
+@dataclass
+class _Job:
+    params: LLMAnalysisParams
+    ctx: Context
+    transcript: str
+    analyzer: Analyzer
+    started: float
+
+
 @register
 class LLMAnalysisProcessor(Processor):
     """Answers every task of a job about one transcript, batched on a local model or sent
@@ -144,6 +169,7 @@ class LLMAnalysisProcessor(Processor):
 
     name = "llm_analysis"
     Params = LLMAnalysisParams
+    batch_size = 16
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(settings)
@@ -231,31 +257,79 @@ class LLMAnalysisProcessor(Processor):
                 raise PermanentError(str(exc)) from None
         return self._others[model]
 
-    def process(self, params: LLMAnalysisParams, ctx: Context) -> dict[str, Any]:
+    def prepare(self, params: LLMAnalysisParams, ctx: Context) -> PreparedAnalysis:
+        """Read the transcript (inline or a file; a `from_job` result is fetched when the
+        job runs, on the executor's own thread). Touches neither the model nor the device;
+        a transcript that cannot be read is kept as the job's error, raised when it runs."""
+        if params.from_job is not None:
+            return PreparedAnalysis(params)
+        try:
+            return PreparedAnalysis(params, transcript=load_transcript(params, ctx))
+        except PermanentError as exc:
+            return PreparedAnalysis(params, error=exc)
+
+    def process(self, params: LLMAnalysisParams | PreparedAnalysis, ctx: Context) -> dict[str, Any]:
+        job = self._start(self._prepared(params, ctx), ctx)
+        return self._finish(job, job.analyzer.run(job.transcript))
+
+    def process_batch(self, items: list[Item]) -> list[Any]:
+        """Every task of every job in one stream of rounds (`processors.llm.batch`): one
+        result or Exception per item, each result exactly as `process` builds it."""
+        outcomes: list[Any] = [None] * len(items)
+        jobs: list[tuple[int, _Job]] = []
+        for index, item in enumerate(items):
+            try:
+                jobs.append((index, self._start(self._prepared(item.input, item.ctx), item.ctx)))
+            except Exception as exc:  # this job's own problem: its batchmates carry on
+                outcomes[index] = exc
+        analyses = run_together([(job.analyzer, job.transcript) for _, job in jobs])
+        for (index, job), analysis in zip(jobs, analyses, strict=True):
+            try:
+                if isinstance(analysis, Exception):
+                    raise analysis
+                outcomes[index] = self._finish(job, analysis)
+            except Exception as exc:
+                outcomes[index] = exc
+        return outcomes
+
+    def _prepared(self, value: Any, ctx: Context) -> PreparedAnalysis:
+        return value if isinstance(value, PreparedAnalysis) else self.prepare(value, ctx)
+
+    def _start(self, prepared: PreparedAnalysis, ctx: Context) -> _Job:
+        """A job ready to run: its transcript, backend and analyzer."""
         started = time.perf_counter()
-        llm = self.settings.llm
-        transcript = load_transcript(params, ctx)
+        if prepared.error is not None:
+            raise prepared.error
+        params, llm = prepared.params, self.settings.llm
+        transcript = prepared.transcript or load_transcript(params, ctx)
         backend = self._backend_for(params.model, ctx)
-        max_new_tokens = params.max_new_tokens or llm.max_new_tokens
-        temperature = llm.temperature if params.temperature is None else params.temperature
-        analysis = Analyzer(
+        analyzer = Analyzer(
             backend,
             system_prompt=params.system_prompt,
             tasks=params.tasks,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
+            max_new_tokens=params.max_new_tokens or llm.max_new_tokens,
+            temperature=llm.temperature if params.temperature is None else params.temperature,
             progress=lambda fraction, stage: ctx.progress(fraction, stage),
             check_stop=ctx.check_stop,
-        ).run(transcript)
+        )
+        return _Job(params, ctx, transcript, analyzer, started)
+
+    def _finish(self, job: _Job, analysis: Analysis) -> dict[str, Any]:
+        """The job's result (or its PermanentError when its tasks failed)."""
+        params, ctx, backend = job.params, job.ctx, job.analyzer.backend
         prompt_tokens = sum(u.prompt_tokens for u in analysis.usage.values())
         completion_tokens = sum(u.completion_tokens for u in analysis.usage.values())
         cost, priced = cost_usd(
-            llm.prices, backend.provider, backend.model_name, prompt_tokens, completion_tokens
+            self.settings.llm.prices,
+            backend.provider,
+            backend.model_name,
+            prompt_tokens,
+            completion_tokens,
         )
         errors = analysis.errors
         if errors and (params.all_or_nothing or len(errors) == len(params.tasks)):
             raise PermanentError(describe_task_errors(errors))
-        latency = round(time.perf_counter() - started, 3)
+        latency = round(time.perf_counter() - job.started, 3)
         ctx.log.info(
             "llm analysis done",
             provider=backend.provider,
@@ -284,7 +358,7 @@ class LLMAnalysisProcessor(Processor):
                 "priced": priced,
                 "chunks": analysis.chunks,
                 "calls": sum(analysis.rounds),
-                "max_new_tokens": max_new_tokens,
-                "temperature": temperature,
+                "max_new_tokens": job.analyzer.max_new_tokens,
+                "temperature": job.analyzer.temperature,
             },
         }

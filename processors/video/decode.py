@@ -184,6 +184,7 @@ class VideoReader:
         self.threads = threads
         self.fast_scaling = fast_scaling
         self.report = DecodeReport()
+        self._closed = False
         try:
             self._container = av.open(str(self.path), metadata_errors="ignore")
         except av.error.FFmpegError as exc:
@@ -239,7 +240,12 @@ class VideoReader:
             total = min(total, self.max_frames * self.frame_stride)
         return total
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        self._closed = True
         self._container.close()
 
     def batches(self) -> Iterator[DecodedBatch]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from processors.base import (
     TransientError,
 )
 from processors.registry import register
-from processors.video.decode import Prefetcher, VideoReader
+from processors.video.decode import DecodedBatch, Prefetcher, VideoReader
+from processors.video.prepared import PreparedVideo
 from processors.video.stages import (
     Frames,
     PipelineError,
@@ -154,6 +155,16 @@ class VideoPipelineProcessor(Processor):
         return stage
 
     def _pipeline(self, params: VideoPipelineParams) -> tuple[str | None, list[Stage]]:
+        name, classes = self._pipeline_classes(params)
+        try:
+            return name, [self._stage(cls) for cls in classes]
+        except PipelineError as exc:  # a stage's model failed to load
+            raise PermanentError(f"video pipeline {name or params.stages!r}: {exc}") from exc
+
+    def _pipeline_classes(
+        self, params: VideoPipelineParams
+    ) -> tuple[str | None, list[type[Stage]]]:
+        """The job's pipeline name and stage classes, checked; loads nothing."""
         if params.stages is not None:
             try:
                 classes = check_pipeline(params.stages, self.video_settings)
@@ -169,47 +180,81 @@ class VideoPipelineProcessor(Processor):
                 classes = check_pipeline(self.video_settings.pipelines[name], self.video_settings)
             except PipelineError as exc:  # only if settings changed after startup
                 raise PermanentError(f"video pipeline {name!r}: {exc}") from exc
-        try:
-            return name, [self._stage(cls) for cls in classes]
-        except PipelineError as exc:  # a stage's model failed to load
-            raise PermanentError(f"video pipeline {name or params.stages!r}: {exc}") from exc
+        return name, classes
 
-    def process(self, params: VideoPipelineParams, ctx: Context) -> dict[str, Any]:
-        started = time.perf_counter()
-        pipeline_name, stages = self._pipeline(params)
-        path = ctx.input_path(params.video_path)
-        resize = params.resize if params.resize is not None else self.video_settings.analysis_width
-        reader = VideoReader(
-            path,
-            batch_size=self.video_settings.batch_size,
-            frame_stride=params.frame_stride,
-            max_frames=params.max_frames,
-            start=params.start,
-            end=params.end,
-            resize=resize,
-            threads=self.video_settings.decode_threads,
-        )
+    def prepare(self, params: VideoPipelineParams, ctx: Context) -> PreparedVideo:
+        """Check the pipeline, open and probe the video and decode its first batch of
+        frames, on the CPU (the stages and the device are left alone). A video that cannot
+        be opened is kept as the job's error, raised when the job runs."""
+        return PreparedVideo.open(params, ctx, self.video_settings, self._pipeline_classes)
+
+    def process(self, params: VideoPipelineParams | PreparedVideo, ctx: Context) -> dict[str, Any]:
+        prepared = params if isinstance(params, PreparedVideo) else self.prepare(params, ctx)
         try:
-            return self._run(params, ctx, reader, pipeline_name, stages, started)
+            reader, batches = prepared.take()
+            # The job's time includes what `prepare` spent opening and decoding ahead.
+            started = time.perf_counter() - prepared.seconds
+            pipeline_name, stages = self._pipeline(prepared.params)
+            return self._run(prepared.params, ctx, reader, batches, pipeline_name, stages, started)
         except torch.cuda.OutOfMemoryError as exc:
             raise TransientError(f"out of GPU memory (lower VIDEO_BATCH_SIZE?): {exc}") from exc
         finally:
-            reader.close()
+            prepared.close()
+
+    def _analyse(
+        self,
+        batch: DecodedBatch,
+        stages: list[Stage],
+        state: PipelineState,
+        timings: dict[str, float],
+        ctx: Context,
+    ) -> None:
+        """Run every stage over one batch of frames on the device; emit the frames' rows."""
+        device = self._torch_device
+        cuda = device.type == "cuda"
+        tensor = torch.from_numpy(batch.pixels)
+        if cuda:
+            tensor = tensor.pin_memory()
+        pixels = tensor.to(device, non_blocking=True).permute(0, 3, 1, 2)
+        frames = Frames(pixels, batch.indices, batch.timestamps)
+        state.outputs = {}
+        values: dict[str, list[Any]] = {}
+        for stage in stages:
+            tick = time.perf_counter()
+            output = stage.run(frames, state)
+            state.outputs[stage.name] = output
+            if stage.store:
+                values[stage.name] = per_frame(output, len(frames))
+            if cuda:
+                torch.cuda.synchronize(device)
+            timings[stage.name] += time.perf_counter() - tick
+        ctx.emit(
+            FRAME_RESULTS,
+            [
+                {
+                    "frame_index": index,
+                    "timestamp": stamp,
+                    "values": {name: column[i] for name, column in values.items()},
+                }
+                for i, (index, stamp) in enumerate(
+                    zip(batch.indices, batch.timestamps, strict=True)
+                )
+            ],
+        )
 
     def _run(
         self,
         params: VideoPipelineParams,
         ctx: Context,
         reader: VideoReader,
+        decoded: Iterator[DecodedBatch],
         pipeline_name: str | None,
         stages: list[Stage],
         started: float,
     ) -> dict[str, Any]:
-        device = self._torch_device
-        cuda = device.type == "cuda"
         info = reader.info
         state = PipelineState(
-            device=device,
+            device=self._torch_device,
             settings=self.video_settings,
             video=info,
             frame_stride=params.frame_stride,
@@ -225,40 +270,12 @@ class VideoPipelineProcessor(Processor):
             analysis_size="x".join(map(str, reader.size)),
             fps=round(info.fps, 3),
         )
-        with torch.inference_mode(), Prefetcher(reader.batches()) as batches:
+        with torch.inference_mode(), Prefetcher(decoded) as batches:
             for batch in batches:
                 ctx.check_stop()
-                tensor = torch.from_numpy(batch.pixels)
-                if cuda:
-                    tensor = tensor.pin_memory()
-                pixels = tensor.to(device, non_blocking=True).permute(0, 3, 1, 2)
-                frames = Frames(pixels, batch.indices, batch.timestamps)
                 if first is None:
                     first = (batch.indices[0], batch.timestamps[0])
-                state.outputs = {}
-                values: dict[str, list[Any]] = {}
-                for stage in stages:
-                    tick = time.perf_counter()
-                    output = stage.run(frames, state)
-                    state.outputs[stage.name] = output
-                    if stage.store:
-                        values[stage.name] = per_frame(output, len(frames))
-                    if cuda:
-                        torch.cuda.synchronize(device)
-                    timings[stage.name] += time.perf_counter() - tick
-                ctx.emit(
-                    FRAME_RESULTS,
-                    [
-                        {
-                            "frame_index": index,
-                            "timestamp": stamp,
-                            "values": {name: column[i] for name, column in values.items()},
-                        }
-                        for i, (index, stamp) in enumerate(
-                            zip(batch.indices, batch.timestamps, strict=True)
-                        )
-                    ],
-                )
+                self._analyse(batch, stages, state, timings, ctx)
                 if expected:
                     ctx.progress(batch.frames_read / expected, "analysing")
         report = reader.report
