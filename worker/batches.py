@@ -14,7 +14,9 @@ right behind it in the same queue). Its rules:
   none charged.
 - A member cancelled while the batch runs shares its batchmates' call, so it runs on;
   unless it succeeds, it is settled as cancelled.
-- The batch's timeout is the longest of its members' (`batch_timeout`).
+- The batch's timeout is the shortest of its members' (`batch_timeout`): no job runs
+  past its own timeout; a batch cut short by it is run again in halves like any other
+  whole-batch failure, so the others get their own time alone if need be.
 """
 
 from __future__ import annotations
@@ -41,10 +43,9 @@ def split(members: list[T]) -> tuple[list[T], list[T]]:
 
 
 def batch_timeout(timeouts: list[float | None]) -> float | None:
-    """The longest member timeout; None (no limit) when any member has none."""
-    if not timeouts or any(not t for t in timeouts):
-        return None
-    return max(t for t in timeouts if t)
+    """The shortest member timeout (None: no member has one)."""
+    limits = [t for t in timeouts if t]
+    return min(limits) if limits else None
 
 
 class RunningBatch(JobHandler):
@@ -183,6 +184,7 @@ def _attempt(
             job.id: checked_rows(handler, outcome)
             for (job, _, _), handler, outcome in zip(members, handlers, result, strict=True)
         }
+    worker.ops.restarts_since(result.kind)
     if result.kind == "interrupted" or worker.stopping:
         return {job.id: result for job, _, _ in members}
     first, second = split(members)

@@ -144,11 +144,17 @@ class Ops:
             return
         m.busy.stop()
         m.ran(processor, outcome.duration)
-        restarts = getattr(self.worker.executor, "restarts", 0)
-        if restarts != self._restarts_seen:
-            m.restarted(restart_reason(outcome.kind), restarts - self._restarts_seen)
-            self._restarts_seen = restarts
+        self.restarts_since(outcome.kind)
         self.executor_reports()
+
+    def restarts_since(self, kind: Any) -> None:
+        """Count executor restarts since the last call, caused by an outcome of `kind`
+        (also called for a batch that failed as a whole: `worker.batches`)."""
+        m = self.metrics
+        restarts = getattr(self.worker.executor, "restarts", 0)
+        if m is not None and restarts != self._restarts_seen:
+            m.restarted(restart_reason(kind), restarts - self._restarts_seen)
+            self._restarts_seen = restarts
 
     def settled(self, queue: str, processor: str | None, disposition: str, kind: Any) -> None:
         """One delivery is settled (`disposition`: succeeded, retried, failed, cancelled,

@@ -1,5 +1,5 @@
 """Soak: N jobs through 3 workers while a killer SIGKILLs supervisors and executors at
-random. Afterwards every job is in the database exactly once as succeeded or failed, the
+random; about half the jobs are of a batching processor (`chaos_batch`, up to 8 a call). Afterwards every job is in the database exactly once as succeeded or failed, the
 failed list matches the failed rows, nothing is queued or in flight, and no job started
 again after its success was recorded.
 
@@ -119,10 +119,15 @@ def test_soak_random_kills_lose_nothing_and_run_nothing_twice(
     rng = random.Random(seed)
     ids = [f"soak-{i:06d}" for i in range(N)]
     pipe = deployment.client.pipeline(transaction=False)
+    processor, run_left = "chaos_slow", 0
     for job_id in ids:
+        if run_left == 0:  # runs of 1-12 jobs of one processor: chaos_batch ones batch
+            processor = rng.choice(("chaos_slow", "chaos_batch"))
+            run_left = rng.randint(1, 12)
+        run_left -= 1
         seconds = rng.choice((0.0, 0.01, 0.05, 0.15))  # mean 52 ms: kills land mid-job
         pipe.lpush(
-            deployment.keys.queue("default"), deployment.job(job_id, "chaos_slow", seconds=seconds)
+            deployment.keys.queue("default"), deployment.job(job_id, processor, seconds=seconds)
         )
     pipe.execute()
 

@@ -61,6 +61,9 @@ class Running:
             retry_jitter=0,
             heartbeat_ttl=3,
             log_level="INFO",
+            # One attempt per job: the counts below are those of single jobs (a batch
+            # cut short by "slow"'s timeout would be run again in halves).
+            batch_sizes="echo=1",
         )
         self.log = tmp / "worker.log"
         self.proc: subprocess.Popen | None = None

@@ -34,9 +34,9 @@ def test_a_failed_batch_is_split_into_halves(size: int, halves: tuple[int, int])
 
 @pytest.mark.parametrize(
     ("timeouts", "expected"),
-    [([5.0, 10.0], 10.0), ([5.0, None], None), ([0.0, 3.0], None), ([2.0], 2.0)],
+    [([5.0, 10.0], 5.0), ([5.0, None], 5.0), ([0.0, 3.0], 3.0), ([None, 0.0], None)],
 )
-def test_a_batch_times_out_after_its_longest_member_timeout(
+def test_a_batch_times_out_after_its_shortest_member_timeout(
     timeouts: list[float | None], expected: float | None
 ) -> None:
     assert batch_timeout(timeouts) == expected
