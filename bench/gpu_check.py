@@ -49,7 +49,11 @@ def make_inputs(media: Path) -> dict[str, dict[str, Any]]:
         "diarization": {"audio_path": audio, "num_speakers": 3},
         "transcription": {"audio_path": audio},
         "video_pipeline": {"video_path": "gpu/clip.mp4"},
-        "llm_analysis": {"transcript": FALLBACK_TRANSCRIPT, "tasks": LLM_TASKS, "max_new_tokens": 32},
+        "llm_analysis": {
+            "transcript": FALLBACK_TRANSCRIPT,
+            "tasks": LLM_TASKS,
+            "max_new_tokens": 32,
+        },
     }
 
 

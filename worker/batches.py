@@ -245,7 +245,9 @@ def prepare_ahead(worker: Any) -> None:
         except BadPayload:
             continue
         if job.processor in executor.preparers and not delivery.duplicate_of:
-            tasks.append(Task(job.id, job.processor, job.params, job.attempts + 1, worker.worker_id))
+            tasks.append(
+                Task(job.id, job.processor, job.params, job.attempts + 1, worker.worker_id)
+            )
     if tasks:
         ahead.prepared = True
         executor.prepare(tasks)

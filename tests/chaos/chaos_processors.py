@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -206,8 +207,34 @@ class BatchProcessor(Processor):
         return out
 
 
+class PrepareProcessor(Processor):
+    """Prepares on the executor's prepare thread when it can (a `prepare` marker), then
+    sleeps in `process`; the result says on which thread its input was prepared."""
+
+    name = "chaos_prepare"
+    Params = SlowParams
+
+    def prepare(self, params: SlowParams, ctx: Context) -> dict[str, Any]:
+        mark(params.marker_dir, ctx, "prepare")
+        return {"params": params, "thread": threading.current_thread().name}
+
+    def process(self, prepared: dict[str, Any], ctx: Context) -> Any:
+        params = prepared["params"]
+        mark(params.marker_dir, ctx, "start")
+        time.sleep(params.seconds)
+        mark(params.marker_dir, ctx, "done")
+        return {"prepared_on": prepared["thread"], "pid": os.getpid()}
+
+
 PROCESSORS = ",".join(
     f"{__name__}:{cls.__name__}"
-    for cls in (SlowProcessor, CrashProcessor, HangProcessor, FloodProcessor, BatchProcessor)
+    for cls in (
+        SlowProcessor,
+        CrashProcessor,
+        HangProcessor,
+        FloodProcessor,
+        BatchProcessor,
+        PrepareProcessor,
+    )
 )
 """The `WORKER_PROCESSORS` value that loads every chaos processor."""

@@ -4,6 +4,7 @@ member never sinks its batchmates (`worker.batches`)."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -127,3 +128,30 @@ def test_a_worker_killed_mid_batch_loses_no_member_and_reruns_none_after_success
     wait_for(lambda: deployment.inflight(second.id) == [] and deployment.running() == {}, 30)
     assert all(done_markers(deployment, job_id) == 1 for job_id in ids)
     assert deployment.queued() == [] and deployment.failed() == []
+
+
+def test_the_next_job_is_prepared_on_a_thread_while_the_current_one_runs(
+    deployment: Deployment,
+) -> None:
+    for job_id in ("first", "second"):
+        deployment.enqueue(job_id, "chaos_prepare", seconds=1.5)
+    deployment.start()
+
+    second = deployment.wait_status("second", "succeeded", 60)
+
+    prepared = deployment.starts("second", "prepare")
+    first_done = deployment.starts("first", "done")
+    assert len(prepared) == 1 and prepared[0]["time_ns"] < first_done[0]["time_ns"]
+    assert second["result"]["prepared_on"].startswith("stoker-prepare")
+    assert deployment.wait_status("first", "succeeded", 5)["result"]["prepared_on"] == "MainThread"
+
+
+def test_a_batch_waits_for_more_jobs_only_when_told_to(deployment: Deployment) -> None:
+    enqueue_batch(deployment, {"w0": "ok"})
+    deployment.start(batch_wait_ms=3000)
+    time.sleep(0.5)  # w0 is taken alone and its batch waits
+    enqueue_batch(deployment, {"w1": "ok", "w2": "ok"})
+
+    rows = [deployment.wait_status(job_id, "succeeded", 60) for job_id in ("w0", "w1", "w2")]
+
+    assert [row["result"]["batch"] for row in rows] == [3, 3, 3]

@@ -118,9 +118,7 @@ def test_shutdown_puts_the_prefetched_job_back_behind_the_interrupted_one(
     worker = deployment.start(shutdown_grace=1, prefetch_hold=30)
     wait_for(lambda: deployment.starts("stubborn"), 60)
     # echo batches: both echo jobs are taken ahead, as one batch.
-    wait_for(
-        lambda: _inflight_ids(deployment, worker.id) == ["behind1", "behind2", "stubborn"], 10
-    )
+    wait_for(lambda: _inflight_ids(deployment, worker.id) == ["behind1", "behind2", "stubborn"], 10)
 
     worker.signal(signal.SIGTERM)
 

@@ -1,5 +1,6 @@
 """Soak: N jobs through 3 workers while a killer SIGKILLs supervisors and executors at
-random; about half the jobs are of a batching processor (`chaos_batch`, up to 8 a call). Afterwards every job is in the database exactly once as succeeded or failed, the
+random; about half the jobs are of a batching processor (`chaos_batch`, up to 8 a call).
+Afterwards every job is in the database exactly once as succeeded or failed, the
 failed list matches the failed rows, nothing is queued or in flight, and no job started
 again after its success was recorded.
 
