@@ -7,6 +7,8 @@ RTTM file and a plain transcript under `<output_dir>/<job_id>/`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -16,9 +18,12 @@ from processors.audio import SAMPLE_RATE
 from processors.audio.clustering import SpeakerHints
 from processors.audio.embedding import check_backend, load_embedder
 from processors.audio.pipeline import (
+    SpeechWindows,
     assign_speakers,
     decode_stage,
-    diarize,
+    embed_jobs,
+    find_speakers,
+    speech_windows,
     write_text,
 )
 from processors.audio.rttm import Turn, format_rttm
@@ -29,7 +34,7 @@ from processors.audio.transcription import (
     load_whisper,
     transcribe,
 )
-from processors.base import Context, Params, Processor
+from processors.base import Context, Item, Params, Processor
 from processors.registry import register
 
 
@@ -46,12 +51,29 @@ class DiarizationParams(Params):
     beam_size: int | None = Field(default=None, ge=1, le=10)
 
 
+@dataclass
+class PreparedAudio:
+    """What `prepare` hands to `process`: the decoded audio and its embedding windows."""
+
+    params: DiarizationParams
+    path: Path
+    hints: SpeakerHints
+    windows: SpeechWindows
+    timings: dict[str, float]
+
+
+def _embed_span(params: DiarizationParams) -> tuple[float, float]:
+    """Progress fractions at which the embedding stage starts and ends."""
+    return (0.085, 0.365) if params.transcribe else (0.14, 0.86)
+
+
 @register
 class DiarizationProcessor(Processor):
     """Speakers, their turns, and (optionally) their words."""
 
     name = "diarization"
     Params = DiarizationParams
+    batch_size = 8
 
     @classmethod
     def check_config(cls, settings: Settings) -> None:
@@ -64,69 +86,114 @@ class DiarizationProcessor(Processor):
         self.embedder = load_embedder(audio.embedding_backend, device, audio.embedding_model)
         self.whisper = load_whisper(audio, device)
 
-    def process(self, params: DiarizationParams, ctx: Context) -> dict[str, Any]:
-        audio_settings = self.settings.audio
+    def prepare(self, params: DiarizationParams, ctx: Context) -> PreparedAudio:
+        """Decode and VAD (CPU only): safe beside another job's `process`."""
         hints = SpeakerHints(params.num_speakers, params.min_speakers, params.max_speakers)
         hints.bounds()  # contradictory hints fail before any decoding
         timings: dict[str, float] = {}
         path = ctx.input_path(params.audio_path)
-        stt = params.transcribe
-        audio = decode_stage(path, audio_settings, ctx, timings, span=(0.0, 0.05))
-        result = diarize(
-            audio,
+        audio = decode_stage(path, self.settings.audio, ctx, timings, span=(0.0, 0.05))
+        end = _embed_span(params)[0]
+        windows = speech_windows(audio, self.settings.audio, ctx, timings, span=(0.05, end))
+        return PreparedAudio(params, path, hints, windows, timings)
+
+    def process(self, params: DiarizationParams | PreparedAudio, ctx: Context) -> dict[str, Any]:
+        job = params if isinstance(params, PreparedAudio) else self.prepare(params, ctx)
+        audio = self.settings.audio
+        lo, hi = _embed_span(job.params)
+
+        def on_batch(_: int, fraction: float) -> None:
+            ctx.check_stop()
+            ctx.progress(round(lo + fraction * (hi - lo), 4), "embed")
+
+        started = time.perf_counter()
+        ctx.progress(lo, "embed")
+        embeddings = embed_jobs(
+            self.embedder, [job.windows], audio.window_seconds, audio.embed_batch_size, on_batch
+        )[0]
+        job.timings["embed"] = time.perf_counter() - started
+        return self._finish(job, embeddings, ctx)
+
+    def process_batch(self, items: list[Item]) -> list[Any]:
+        """The speaker-embedding windows of all jobs in one stream of batches, then each
+        job's clustering (and transcription) on its own: results as `process` gives."""
+        jobs: list[PreparedAudio | Exception] = []
+        for item in items:
+            try:
+                prepared = item.input
+                if not isinstance(prepared, PreparedAudio):
+                    prepared = self.prepare(item.params, item.ctx)
+                jobs.append(prepared)
+            except Exception as exc:
+                jobs.append(exc)
+        ready = [(i, j) for i, j in enumerate(jobs) if isinstance(j, PreparedAudio)]
+        started = time.perf_counter()
+
+        def on_batch(index: int, fraction: float) -> None:
+            i, job = ready[index]
+            lo, hi = _embed_span(job.params)
+            items[i].ctx.progress(round(lo + fraction * (hi - lo), 4), "embed")
+
+        audio = self.settings.audio
+        embeddings = embed_jobs(
             self.embedder,
-            audio_settings,
-            hints,
-            ctx,
-            timings,
-            span=(0.05, 0.4 if stt else 0.95),
+            [job.windows for _, job in ready],
+            audio.window_seconds,
+            audio.embed_batch_size,
+            on_batch,
         )
-        turns = result.turns
-        words: list[Word] = []
-        language: str | None = None
-        if stt:
-            started = time.perf_counter()
-            ctx.progress(0.4, "transcribe")
-            segments, language = transcribe(
-                self.whisper,
-                audio,
-                regions=result.regions,
-                chunk_seconds=audio_settings.chunk_seconds,
-                language=params.language or default_language(audio_settings.whisper_model),
-                beam_size=params.beam_size or audio_settings.beam_size,
-                on_progress=lambda f: ctx.progress(round(0.4 + 0.55 * f, 4), "transcribe"),
-                check_stop=ctx.check_stop,
-            )
-            timings["transcribe"] = time.perf_counter() - started
-            words = [w for s in segments for w in s.words]
+        total = max(1, sum(len(job.windows.starts) for _, job in ready))
+        elapsed = time.perf_counter() - started
+        results: list[Any] = list(jobs)
+        for (i, job), vectors in zip(ready, embeddings, strict=True):
+            job.timings["embed"] = elapsed * len(job.windows.starts) / total
+            try:
+                items[i].ctx.check_stop()
+                results[i] = self._finish(job, vectors, items[i].ctx)
+            except Exception as exc:
+                results[i] = exc
+        return results
+
+    def _words(self, job: PreparedAudio, ctx: Context) -> tuple[list[Word], str | None]:
+        """Every word of the recording, timed, and the language."""
+        params, audio_settings = job.params, self.settings.audio
+        started = time.perf_counter()
+        ctx.progress(0.4, "transcribe")
+        segments, language = transcribe(
+            self.whisper,
+            job.windows.audio,
+            regions=job.windows.regions,
+            chunk_seconds=audio_settings.chunk_seconds,
+            language=params.language or default_language(audio_settings.whisper_model),
+            beam_size=params.beam_size or audio_settings.beam_size,
+            on_progress=lambda f: ctx.progress(round(0.4 + 0.55 * f, 4), "transcribe"),
+            check_stop=ctx.check_stop,
+        )
+        job.timings["transcribe"] = time.perf_counter() - started
+        return [w for s in segments for w in s.words], language
+
+    def _finish(self, job: PreparedAudio, embeddings: Any, ctx: Context) -> dict[str, Any]:
+        """Clustering, transcription if asked, alignment and the output files."""
+        params, timings, audio_settings = job.params, job.timings, self.settings.audio
+        stt = params.transcribe
+        span = (_embed_span(params)[1], 0.4 if stt else 0.95)
+        turns = find_speakers(
+            job.windows, embeddings, audio_settings, job.hints, ctx, timings, span
+        ).turns
+        words, language = self._words(job, ctx) if stt else ([], None)
         started = time.perf_counter()
         ctx.progress(0.95, "align")
-        texts: list[list[str]] = [[] for _ in turns]
-        for word, index in zip(words, assign_speakers(words, turns), strict=True):
-            if index >= 0:
-                word.speaker = turns[index].speaker
-                texts[index].append(word.word)
-        segments_out = [
-            {
-                "start": round(t.start, 3),
-                "end": round(t.end, 3),
-                "speaker": t.speaker,
-                "text": " ".join(parts),
-            }
-            for t, parts in zip(turns, texts, strict=True)
-        ]
-        text = "\n".join(f"{s['speaker']}: {s['text']}" for s in segments_out if s["text"])
+        segments = _aligned(turns, words)
+        text = "\n".join(f"{s['speaker']}: {s['text']}" for s in segments if s["text"])
         speakers = _speaker_stats(turns, words)
-        rttm = ctx.output_path(path.stem + ".rttm")
-        rttm.write_text(format_rttm(turns, path.stem), encoding="utf-8")
-        transcript_body = (
+        rttm = ctx.output_path(job.path.stem + ".rttm")
+        rttm.write_text(format_rttm(turns, job.path.stem), encoding="utf-8")
+        body = (
             text
             if stt
-            else "\n".join(
-                f"[{s['start']:.2f}-{s['end']:.2f}] {s['speaker']}" for s in segments_out
-            )
+            else "\n".join(f"[{s['start']:.2f}-{s['end']:.2f}] {s['speaker']}" for s in segments)
         )
-        transcript = write_text(ctx, path, transcript_body + "\n" if transcript_body else "")
+        transcript = write_text(ctx, job.path, body + "\n" if body else "")
         timings["align"] = time.perf_counter() - started
         ctx.progress(1.0, "align")
         counts = {"speakers": len(speakers), "segments": len(turns), "words": len(words)}
@@ -137,11 +204,11 @@ class DiarizationProcessor(Processor):
         ctx.log.info("diarized", audio=params.audio_path, summary=summary)
         return {
             "audio_path": params.audio_path,
-            "duration": round(audio.size / SAMPLE_RATE, 3),
+            "duration": round(job.windows.audio.size / SAMPLE_RATE, 3),
             "language": language,
             "num_speakers": counts["speakers"],
             "speakers": speakers,
-            "segments": segments_out,
+            "segments": segments,
             "words": [w.as_dict() for w in words],
             "text": text,
             "counts": counts,
@@ -154,6 +221,20 @@ class DiarizationProcessor(Processor):
             },
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
+
+
+def _aligned(turns: list[Turn], words: list[Word]) -> list[dict[str, Any]]:
+    """Each turn with the words whose speaker it gives (words are labelled in place)."""
+    texts: list[list[str]] = [[] for _ in turns]
+    for word, index in zip(words, assign_speakers(words, turns), strict=True):
+        if index >= 0:
+            word.speaker = turns[index].speaker
+            texts[index].append(word.word)
+    return [
+        {"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker,
+         "text": " ".join(parts)}
+        for t, parts in zip(turns, texts, strict=True)
+    ]  # fmt: skip
 
 
 def _speaker_stats(turns: list[Turn], words: list[Word]) -> list[dict[str, Any]]:

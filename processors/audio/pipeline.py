@@ -9,6 +9,7 @@ speaker (`clustering.py`) -> every frame is resegmented against the speakers fou
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -98,27 +99,6 @@ def window_starts(
         if steps[-1] + window < end - 1e-3:
             starts.append(end - window)
     return np.asarray(starts, dtype=np.float64)
-
-
-def embed_windows(
-    embedder: SpeakerEmbedder,
-    audio: np.ndarray,
-    starts: np.ndarray,
-    window: float,
-    batch_size: int,
-    on_batch: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """One embedding per window, `batch_size` windows at a time (bounded memory)."""
-    size = int(window * SAMPLE_RATE)
-    padded = audio if audio.size >= size else np.pad(audio, (0, size - audio.size))
-    offsets = np.minimum((starts * SAMPLE_RATE).astype(np.int64), padded.size - size)
-    out: list[np.ndarray] = []
-    for first in range(0, len(offsets), batch_size):
-        batch = offsets[first : first + batch_size]
-        out.append(embedder.embed(np.stack([padded[o : o + size] for o in batch])))
-        if on_batch:
-            on_batch(min(1.0, (first + len(batch)) / len(offsets)))
-    return np.concatenate(out) if out else np.zeros((0, embedder.dimension), np.float32)
 
 
 def label_segments(
@@ -260,37 +240,77 @@ class Diarization:
         return sorted({t.speaker for t in self.turns})
 
 
-def diarize(
+@dataclass
+class SpeechWindows:
+    """A decoded recording, its speech regions and the start times of its embedding
+    windows: everything before the speaker-embedding model runs."""
+
+    audio: np.ndarray
+    regions: list[tuple[float, float]]
+    starts: np.ndarray
+
+
+def speech_windows(
     audio: np.ndarray,
+    settings: AudioSettings,
+    ctx: Context,
+    timings: dict[str, float],
+    span: tuple[float, float],
+) -> SpeechWindows:
+    """VAD and the embedding windows over the speech it found (CPU only)."""
+    regions = vad_stage(audio, settings, ctx, timings, span=span)
+    duration = audio.size / SAMPLE_RATE
+    starts = window_starts(regions, settings.window_seconds, settings.hop_seconds, duration)
+    return SpeechWindows(audio, regions, starts)
+
+
+def embed_jobs(
     embedder: SpeakerEmbedder,
+    jobs: Sequence[SpeechWindows],
+    window: float,
+    batch_size: int,
+    on_batch: Callable[[int, float], None] | None = None,
+) -> list[np.ndarray]:
+    """The windows of several recordings embedded in one stream of batches of
+    `batch_size` (a batch may end one job and begin the next): one array per job, as
+    `embed_windows` gives it. `on_batch(job, fraction)` after each batch, for the job
+    whose windows it ended with."""
+    size = int(window * SAMPLE_RATE)
+    sources: list[tuple[int, np.ndarray, int]] = []  # (job, its audio, window offset)
+    for index, job in enumerate(jobs):
+        audio = (
+            job.audio if job.audio.size >= size else np.pad(job.audio, (0, size - job.audio.size))
+        )
+        offsets = np.minimum((job.starts * SAMPLE_RATE).astype(np.int64), audio.size - size)
+        sources.extend((index, audio, int(o)) for o in offsets)
+    first_of = np.cumsum([0] + [len(job.starts) for job in jobs])
+    out: list[np.ndarray] = []
+    for first in range(0, len(sources), batch_size):
+        batch = sources[first : first + batch_size]
+        out.append(embedder.embed(np.stack([audio[o : o + size] for _, audio, o in batch])))
+        if on_batch:
+            index = batch[-1][0]
+            on_batch(index, (first + len(batch) - first_of[index]) / len(jobs[index].starts))
+    flat = np.concatenate(out) if out else np.zeros((0, embedder.dimension), np.float32)
+    return [flat[a:b] for a, b in itertools.pairwise(first_of)]
+
+
+def find_speakers(
+    windows: SpeechWindows,
+    embeddings: np.ndarray,
     settings: AudioSettings,
     hints: SpeakerHints,
     ctx: Context,
     timings: dict[str, float],
     span: tuple[float, float],
 ) -> Diarization:
-    """VAD, windowed embeddings in batches, clustering, and frame-level turns."""
-    lo, hi = span
-    regions = vad_stage(audio, settings, ctx, timings, span=(lo, lo + 0.1 * (hi - lo)))
+    """Clustering and frame-level turns from one recording's window embeddings."""
     started = time.perf_counter()
-    duration = audio.size / SAMPLE_RATE
-    starts = window_starts(regions, settings.window_seconds, settings.hop_seconds, duration)
-
-    def on_batch(fraction: float) -> None:
-        ctx.check_stop()
-        ctx.progress(round(lo + (0.1 + 0.8 * fraction) * (hi - lo), 4), "embed")
-
-    ctx.progress(lo + 0.1 * (hi - lo), "embed")
-    embeddings = embed_windows(
-        embedder, audio, starts, settings.window_seconds, settings.embed_batch_size, on_batch
-    )
-    timings["embed"] = time.perf_counter() - started
-    started = time.perf_counter()
-    ctx.progress(lo + 0.9 * (hi - lo), "cluster")
-    turns = find_turns(regions, starts, embeddings, settings, hints)
+    ctx.progress(span[0], "cluster")
+    turns = find_turns(windows.regions, windows.starts, embeddings, settings, hints)
     timings["cluster"] = time.perf_counter() - started
-    ctx.progress(hi, "cluster")
-    return Diarization(regions, turns)
+    ctx.progress(span[1], "cluster")
+    return Diarization(windows.regions, turns)
 
 
 def assign_speakers(words: Sequence[Word], turns: Sequence[Turn]) -> list[int]:

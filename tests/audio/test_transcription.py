@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
+from config import Settings
 from processors.audio.scoring import word_error_rate
-from processors.audio.transcription import chunk_bounds, resolve_model
+from processors.audio.transcription import bundled_files, chunk_bounds, resolve_model
+from processors.base import Context
 from tests.audio.conftest import Recorder, RunJob
 from tests.audio.synth import Conversation
 
@@ -93,3 +97,18 @@ def test_loading_whisper_leaves_torch_threads_alone() -> None:
     before = torch.get_num_threads()
     load_whisper(AudioSettings(cpu_threads=before + 1), "cpu")
     assert torch.get_num_threads() == before
+
+
+def test_a_job_prepared_ahead_is_transcribed_as_one_prepared_in_process(
+    transcriber: Any, settings: Settings, transcript: dict, two_speakers: Conversation
+) -> None:
+    ctx = Context(job_id="tr-prep", device="cpu", log=structlog.get_logger(), settings=settings)
+    params = transcriber.Params(audio_path="meeting2.wav")
+    result = transcriber.process(transcriber.prepare(params, ctx), ctx)
+    assert (result["text"], result["words"]) == (transcript["text"], transcript["words"])
+
+
+def test_bundled_base_model_is_read_from_its_two_wheels() -> None:
+    files = bundled_files("base")
+    assert files is not None and set(files) >= {"model.bin", "config.json", "tokenizer.json"}
+    assert len(files["model.bin"]) > 100_000_000
