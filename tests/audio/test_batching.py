@@ -108,3 +108,21 @@ def test_every_job_in_a_batch_reports_its_embedding_progress(
     diarizer.process_batch(batch)
     for recorder in recorders:
         assert recorder.stages == ["decode", "vad", "embed", "cluster", "align"]
+
+
+def test_a_job_prepared_on_a_thread_while_another_runs_gets_its_own_result(
+    diarizer: Any,
+    diarize: RunJob,
+    settings: Settings,
+    three_speakers: Conversation,
+    two_speakers: Conversation,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = essentials(diarize(audio_path="meeting2.wav"))
+    params = diarizer.Params(audio_path="meeting2.wav")
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(diarizer.prepare, params, context(settings, "ahead"))
+        diarize(audio_path="meeting3.wav")  # the running job, on this thread
+        prepared = ahead.result()
+    assert essentials(diarizer.process(prepared, context(settings, "ahead"))) == alone
