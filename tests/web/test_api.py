@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -167,3 +169,46 @@ def test_the_cluster_metrics_are_served_at_metrics(client: Any) -> None:
 def test_processor_params_carry_the_docstrings_written_under_them(client: Any) -> None:
     sleep = client.get("/api/v1/processors").json()["echo"]["schema"]["properties"]["sleep"]
     assert sleep["description"].startswith("Seconds to sleep")
+
+
+def refresh_live_section(client: Any, job_id: str, version: str) -> Any:
+    """The request the job page's htmx makes every few seconds (`hx-headers` included)."""
+    headers = {"hx-request": "true", "hx-target": "job-live", "x-job-version": version}
+    return client.get(f"/jobs/{job_id}", headers={"accept": "text/html", **headers})
+
+
+def shown_version(page: Any) -> str:
+    return re.search(r'"X-Job-Version": "([0-9a-f]+)"', page.text).group(1)
+
+
+def queued_an_hour_ago(client: Any, job_id: str) -> None:
+    """Make the job's times an hour old ("1.0 h ago" stays the same between two reads)."""
+    from sqlalchemy import update
+
+    from worker.store import jobs
+
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with core(client).admin.store.engine.begin() as conn:
+        conn.execute(
+            update(jobs).where(jobs.c.id == job_id).values(queued_at=hour_ago, updated_at=hour_ago)
+        )
+
+
+def test_a_job_page_refresh_is_answered_204_while_the_job_is_unchanged(client: Any) -> None:
+    enqueue(client, processor="echo", params={}, id="v-1")
+    queued_an_hour_ago(client, "v-1")
+    page = client.get("/jobs/v-1", headers={"accept": "text/html"})
+    r = refresh_live_section(client, "v-1", shown_version(page))
+    assert r.status_code == 204
+    assert r.content == b""
+
+
+def test_a_job_page_refresh_renders_the_section_again_once_the_job_changed(client: Any) -> None:
+    enqueue(client, processor="echo", params={}, id="v-2")
+    queued_an_hour_ago(client, "v-2")
+    version = shown_version(client.get("/jobs/v-2", headers={"accept": "text/html"}))
+    client.post("/api/v1/jobs/v-2/cancel", headers=SAME_ORIGIN)
+    r = refresh_live_section(client, "v-2", version)
+    assert r.status_code == 200
+    assert 'id="job-live"' in r.text
+    assert "cancelled" in r.text

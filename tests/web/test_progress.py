@@ -132,3 +132,57 @@ def _answers(base: str) -> bool:
         return httpx.get(base + "/api/v1/workers", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+async def stream_until(base: str, job_id: str, last: float, publish: Callable[[], None]) -> list:
+    """Open one stream on `job_id`, publish, return its events up to progress `last`."""
+    async with httpx.AsyncClient(base_url=base, timeout=20) as c:
+        seen: list[dict[str, Any]] = []
+        async with c.stream("GET", f"/api/v1/jobs/{job_id}/events") as r:
+            async for line in r.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                seen.append(json.loads(line[6:]))
+                if len(seen) == 1:
+                    await asyncio.sleep(0.3)  # the hub has subscribed
+                    publish()
+                elif seen[-1].get("progress") == last:
+                    return seen
+    return seen
+
+
+def test_a_burst_of_progress_events_reaches_a_stream_coalesced_into_its_latest_state(
+    web_settings: Callable[..., Settings], real_redis: redis.Redis
+) -> None:
+    def burst() -> None:
+        pipe = real_redis.pipeline(transaction=False)
+        for i in range(1, 201):
+            event = {"job_id": "p-3", "progress": i / 200, "stage": f"step {i}"}
+            pipe.publish("stoker:progress:p-3", json.dumps(event))
+        pipe.execute()
+
+    with live_server(web_settings()) as base:
+        seen = run(stream_until(base, "p-3", 1.0, burst))
+    assert seen[-1] == {"job_id": "p-3", "progress": 1.0, "stage": "step 200"}
+    assert len(seen) - 1 < 20  # 200 events published within a few delivery intervals
+
+
+def test_an_idle_stream_receives_keepalive_comments(
+    web_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.web import progress
+
+    monkeypatch.setattr(progress, "KEEPALIVE", 0.2)
+
+    async def comments(base: str) -> int:
+        async with httpx.AsyncClient(base_url=base, timeout=20) as c:
+            n = 0
+            async with c.stream("GET", "/api/v1/jobs/p-4/events") as r:
+                async for line in r.aiter_lines():
+                    n += line == ": keepalive"
+                    if n == 2:
+                        return n
+            return n
+
+    with live_server(web_settings()) as base:
+        assert run(asyncio.wait_for(comments(base), 10)) == 2

@@ -139,15 +139,17 @@ async def job(request: Request, job_id: str) -> dict[str, Any]:
     return await core.call(job_detail, core, job_id)
 
 
-def job_detail(core: WebCore, job_id: str) -> dict[str, Any]:
-    """The job (row, else where it sits in Redis) with its attempts; 404 when unknown."""
+def job_detail(core: WebCore, job_id: str, frames: bool = True) -> dict[str, Any]:
+    """The job (row, else where it sits in Redis) with its attempts (and a summary of its
+    frame results unless `frames` is false); 404 when unknown."""
     admin = core.admin
     row = admin.job(job_id)
     if row is None:
         raise AdminError(f"no job {job_id}", 404)
     row = dict(row)
     row["attempts_history"] = admin.store.attempts(job_id)
-    row["frame_results"] = frame_summary(admin.store.engine, job_id)  # one indexed COUNT
+    if frames:
+        row["frame_results"] = frame_summary(admin.store.engine, job_id)  # one indexed COUNT
     return row
 
 

@@ -7,6 +7,7 @@ it came from with a one-line message.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from pathlib import Path
@@ -41,9 +42,11 @@ ENV.globals["STATUSES"] = views.STATUSES
 TEXT_SUFFIXES = {".rttm", ".txt", ".json", ".srt", ".vtt", ".csv", ".tsv", ".log", ".md"}
 
 
-def render(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+def render(
+    request: Request, template: str, status: int = 200, token: str | None = None, **ctx: Any
+) -> HTMLResponse:
     core: WebCore = core_of(request)
-    token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+    token = token or request.cookies.get(CSRF_COOKIE) or new_csrf_token()
     body = ENV.get_template(template).render(
         request=request,
         path=quote(request.url.path, safe="/"),
@@ -166,11 +169,23 @@ async def job_file(request: Request, job_id: str, name: str) -> Response:
     return FileResponse(path, media_type="application/octet-stream", filename=path.name)
 
 
+#: The job page's live section sends the version of the job it shows; when nothing it
+#: shows has changed, its refresh is answered 204 (htmx keeps the section) instead of
+#: the page read and rendered again.
+VERSION_HEADER = "x-job-version"
+LIVE_TIMES = ("queued_at", "started_at", "finished_at", "run_at", "updated_at")
+
+
 @router.get("/jobs/{job_id:path}", response_class=HTMLResponse)
-async def job_page(request: Request, job_id: str) -> HTMLResponse:
+async def job_page(request: Request, job_id: str) -> Response:
     core = core_of(request)
-    row = await core.call(job_detail, core, job_id)
-    files = await core.call(_output_files, core, job_id)
+    # htmx refreshing the live section: it keeps only #job-live (not the files or frames).
+    refresh = request.headers.get("hx-target") == "job-live"
+    row, files = await core.call(_job_view, core, job_id, not refresh)
+    token = request.cookies.get(CSRF_COOKIE) or new_csrf_token()  # the one the forms carry
+    version = job_version(core, row, token)
+    if refresh and request.headers.get(VERSION_HEADER) == version:
+        return Response(status_code=204, headers={"cache-control": "no-store"})
     on_failed = row.get("status") == "failed"
     return render(
         request,
@@ -179,7 +194,24 @@ async def job_page(request: Request, job_id: str) -> HTMLResponse:
         files=files,
         on_failed=on_failed,
         job_url=views.job_url(job_id),
+        version=version,
+        token=token,
     )
+
+
+def _job_view(core: WebCore, job_id: str, whole: bool) -> tuple[dict[str, Any], list[str]]:
+    """The job for its page (one thread hop); only what the live section shows unless `whole`."""
+    row = job_detail(core, job_id, frames=whole)
+    return row, _output_files(core, job_id) if whole else []
+
+
+def job_version(core: WebCore, row: dict[str, Any], token: str) -> str:
+    """A digest of everything the live section shows: the row and its attempts, the times'
+    ages as displayed ("4 min ago"), the form token and whether actions are offered."""
+    ages = [views.ago(row[k]) for k in LIVE_TIMES if row.get(k)]
+    shown = {k: v for k, v in row.items() if k != "frame_results"}  # not in the section
+    blob = json.dumps([shown, ages, token, core.settings.web.read_only], default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
 
 def _output_files(core: WebCore, job_id: str) -> list[str]:
