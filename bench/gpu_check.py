@@ -66,7 +66,10 @@ def peak_memory_mib(device: str) -> str:
 
 
 def processor_figures(device: str, data_dir: Path) -> None:
+    from worker.logs import configure_logging
+
     settings = Settings(device=device, data_dir=data_dir, log_level="WARNING")
+    configure_logging(settings)
     inputs = make_inputs(settings.media_root)  # type: ignore[arg-type]
     runner = JobRunner(settings)
     print(f"device {runner.device}; {JOBS} jobs per processor")

@@ -176,7 +176,11 @@ def _attempt(
         Task(j.id, j.processor, j.params, j.attempts + 1, worker.worker_id) for j, _, _ in members
     ]
     timeout = batch_timeout([worker.timeout_of(job) for job, _, _ in members])
-    result = worker.executor.execute_batch(tasks, timeout, batch)
+    worker.current = members[0][0]  # what health and the heartbeat show as running
+    try:
+        result = worker.executor.execute_batch(tasks, timeout, batch)
+    finally:
+        worker.current = None
     batch.finish_writes()
     cancelled |= batch.cancelled
     if isinstance(result, list):
