@@ -208,9 +208,7 @@ class Broker:
             args += ("",)
         return keys, args
 
-    def _fetch_result(
-        self, queues: list[str], res: Any, prefetch: bool, base: str
-    ) -> FetchResult:
+    def _fetch_result(self, queues: list[str], res: Any, prefetch: bool, base: str) -> FetchResult:
         if res[0] is None:  # an empty payload (b"") is a job too
             due = res[4] if len(res) > 4 and res[4] not in (b"", "") else None
             return FetchResult(None, float(due) if due is not None else None)
@@ -259,20 +257,23 @@ class Broker:
         )
 
     def block_fetch(self, queue: str, timeout: float) -> Delivery | None:
-        """Wait up to `timeout` s for a job on `queue`, moving it atomically (BLMOVE)."""
+        """Wait up to `timeout` s for a job on `queue`, moving it atomically (BLMOVE) to
+        this worker's landing list; the `land` script, sent right behind it on the same
+        connection, runs the moment it returns and takes the job into flight (named,
+        claimed), so the wait and the claim cost one round trip between them."""
+        landing = self.keys.landing(self.worker_id, queue)
         inflight = self.keys.inflight(self.worker_id, queue)
-        raw = self._command("BLMOVE", self.keys.queue(queue), inflight, "RIGHT", "LEFT", timeout)
-        if raw is None:
+        base = uuid.uuid4().hex
+        keys = [landing, inflight, self.keys.running, self.keys.deliveries]
+        land = self._script_command(keys, ("land", self.worker_id, self.max_payload_bytes, base))
+        self._collect()
+        self._send(("BLMOVE", self.keys.queue(queue), landing, "RIGHT", "LEFT", timeout))
+        self._send(land)
+        self._read(("BLMOVE",))  # the job (or None): `land` answers for it
+        res = self._read(land)
+        if res is None:
             return None
-        holder, count, raw = self._call(
-            [self.keys.running, self.keys.deliveries, inflight],
-            "claim",
-            self.worker_id,
-            raw,
-            self.max_payload_bytes,
-            base := uuid.uuid4().hex,
-        )
-        return self._delivery(raw, queue, holder, count, True, base)
+        return self._delivery(res[0], queue, res[1], res[2], True, base)
 
     def rewrite(self, delivery: Delivery, payload: str) -> Delivery:
         """Replace an id-less in-flight payload with its normalized form (which has an id)."""
@@ -381,6 +382,7 @@ class Broker:
         ]
         for q in queues:
             keys += [self.keys.inflight(dead_worker, q), self.keys.queue(q)]
+            keys.append(self.keys.landing(dead_worker, q))
         args = (dead_worker, max_deliveries, failed_at, self.max_payload_bytes, self.failed_max)
         recovered, poisoned, cancelled = self._call(keys, "recover", *args, *queues)
         return [_s(x) for x in recovered], [_s(x) for x in poisoned], [_s(x) for x in cancelled]

@@ -54,6 +54,11 @@ class Keys:
     def inflight(self, worker_id: str, queue: str) -> str:
         return f"{self.prefix}:inflight:{worker_id}:{queue}"
 
+    def landing(self, worker_id: str, queue: str) -> str:
+        """Where an idle worker's BLMOVE puts a job for the `land` script queued right
+        behind it to claim (never holds more than a moment's job; recovered like flight)."""
+        return f"{self.prefix}:landing:{worker_id}:{queue}"
+
     @property
     def scheduled(self) -> str:
         return f"{self.prefix}:scheduled"

@@ -227,27 +227,17 @@ elseif cmd == 'more' then
   return take_more({}, KEYS[3], KEYS[4], KEYS[1], KEYS[2], ARGV[2], true, tonumber(ARGV[3]),
                    ARGV[4], ARGV[5], default, tonumber(ARGV[7]) + 1)
 
-elseif cmd == 'claim' then
-  -- A job just moved by BLMOVE to the head (left end) of an in-flight list; an id-less
-  -- object is given an id there. KEYS: running, deliveries, inflight
-  -- ARGV: worker, payload, max payload bytes, id base
-  -- Returns {holder, deliveries, the payload as it now is in flight}.
-  local payload = ARGV[3]
-  local id, obj = job_id(payload, tonumber(ARGV[4]))
-  if not id and obj ~= nil and obj['id'] == nil then
-    local named = with_id(payload, obj, new_id(ARGV[5], 0))
-    if named ~= payload then
-      if redis.call('LINDEX', KEYS[3], 0) == payload then
-        redis.call('LSET', KEYS[3], 0, named)
-      else
-        redis.call('LREM', KEYS[3], 1, payload)
-        redis.call('LPUSH', KEYS[3], named)
-      end
-      payload, id = named, new_id(ARGV[5], 0)
-    end
-  end
-  local c = claim_id(KEYS[1], KEYS[2], id, ARGV[2], true)
-  return {c[1], c[2], payload}
+elseif cmd == 'land' then
+  -- Claim the job an idle worker's BLMOVE just put in its landing list: sent right
+  -- behind the BLMOVE on the same connection, Redis runs it as soon as the BLMOVE
+  -- returns, so the claim costs no round trip of its own. Moves it into flight (named
+  -- when id-less) and claims it. KEYS: landing, inflight, running, deliveries
+  -- ARGV: worker, max payload bytes, id base
+  -- Returns {payload as moved, holder, deliveries}, or false when nothing landed.
+  local payload = redis.call('RPOP', KEYS[1])
+  if not payload then return false end
+  local id, obj = job_id(payload, tonumber(ARGV[3]))
+  return place(payload, id, obj, KEYS[2], KEYS[3], KEYS[4], ARGV[2], true, ARGV[4], 0)
 
 elseif cmd == 'id' then
   -- The job id Stoker sees in a payload ('' for none). ARGV: payload, max payload bytes
@@ -346,14 +336,20 @@ elseif cmd == 'recover' then
   -- has now been delivered max_deliveries times without an outcome is a poison pill,
   -- and one whose cancellation was asked is dropped (its outcome: cancelled).
   -- KEYS: running, deliveries, failed, heartbeat, worker hash, workers set, cancel,
-  --       then (inflight, queue) pairs
+  --       then (inflight, queue, landing) triples (a landed job was never claimed: it
+  --       goes back to the front of its queue as it is)
   -- ARGV: worker, max_deliveries, failed_at (ISO 8601), max payload bytes, max failed-list
-  --       length (0: no cap), then the queue name of each pair
+  --       length (0: no cap), then the queue name of each triple
   if redis.call('EXISTS', KEYS[4]) == 1 then return {{}, {}, {}} end
   local recovered, poisoned, cancelled = {}, {}, {}
   local max_bytes, cap = tonumber(ARGV[5]), tonumber(ARGV[6]) or 0
-  for i = 8, #KEYS, 2 do
-    local queue_name = ARGV[6 + (i - 6) / 2]
+  for i = 8, #KEYS, 3 do
+    local queue_name = ARGV[6 + (i - 5) / 3]
+    while true do
+      local landed = redis.call('RPOP', KEYS[i + 2])
+      if not landed then break end
+      redis.call('RPUSH', KEYS[i + 1], landed)
+    end
     while true do
       local payload = redis.call('RPOP', KEYS[i])
       if not payload then break end

@@ -215,3 +215,34 @@ def test_an_empty_object_is_named_as_valid_json(broker: Broker, fake_redis: Any)
     push(fake_redis, " { } ")
     delivery = broker.fetch(["default"]).delivery
     assert delivery is not None and list(json.loads(delivery.raw)) == ["id"]
+
+
+# Landing: an idle worker's BLMOVE and the claim that follows it on one connection
+def test_a_job_that_lands_is_taken_into_flight_named_and_claimed_in_one_exchange(
+    broker: Broker, fake_redis: Any
+) -> None:
+    push(fake_redis, {"processor": "echo"})
+    delivery = broker.block_fetch("default", 0.01)
+    assert delivery is not None and delivery.named and delivery.deliveries == 1
+    assert fake_redis.llen(KEYS.landing("w1", "default")) == 0
+    assert fake_redis.lrange(KEYS.inflight("w1", "default"), 0, -1) == [delivery.raw]
+
+
+def test_nothing_landed_is_no_delivery(broker: Broker) -> None:
+    assert broker.block_fetch("default", 0.01) is None
+
+
+def test_a_dead_worker_landed_job_goes_back_to_the_front_of_its_queue_uncounted(
+    broker: Broker, fake_redis: Any
+) -> None:
+    landed = json.dumps({"id": "landed", "processor": "echo"})
+    fake_redis.lpush(KEYS.landing("dead", "default"), landed)
+    push(fake_redis, {"id": "later", "processor": "echo"})
+    broker.recover("dead", ["default"], 3, "2026-01-01T00:00:00Z")
+    assert [
+        json.loads(r)["id"] for r in reversed(fake_redis.lrange(KEYS.queue("default"), 0, -1))
+    ] == [
+        "landed",
+        "later",
+    ]
+    assert fake_redis.hget(KEYS.deliveries, "landed") is None
