@@ -26,6 +26,7 @@ BUILTINS: dict[str, tuple[str, str | None]] = {
     "llm_analysis": ("processors.llm.processor", "llm"),
 }
 
+
 class UnknownProcessor(PermanentError):
     """No processor of that name is installed or configured."""
 
