@@ -166,8 +166,9 @@ class LLMSettings(BaseSettings):
     context_tokens: int = Field(default=0, ge=0)
     """Context window in tokens (0 = the local model's own; for `openai`, 0 = never chunk).
     Longer transcripts are split into chunks and answered map-reduce style."""
-    batch_size: int = Field(default=16, ge=1)
-    """Local backend: most sequences in one batched `generate` call (bounds memory)."""
+    batch_size: int = Field(default=32, ge=1)
+    """Local backend: most sequences in one batched `generate` call (bounds memory; 32 holds
+    a batch of 16 two-task jobs)."""
     concurrency: int = Field(default=8, ge=1)
     """OpenAI-compatible backend: most requests in flight at once for one job, or for one
     batch of jobs."""
