@@ -134,6 +134,11 @@ class Processor(abc.ABC):
         return max(1, int(settings.batch_sizes.get(cls.name, cls.batch_size)))
 
     @classmethod
+    def prepares(cls) -> bool:
+        """Whether this processor splits CPU work into `prepare` (so it is done ahead)."""
+        return cls.prepare is not Processor.prepare
+
+    @classmethod
     def check_config(cls, settings: Settings) -> None:
         """Validate this processor's settings; raise ConfigError. Called at worker startup."""
         return None

@@ -30,7 +30,7 @@ from worker.duties import CANCEL_CHECK_S, Abort, cancel_abort, poll_interval, sh
 from worker.execution import Task
 from worker.executor import JobHandler
 from worker.outcome import Outcome
-from worker.protocol import BadPayload, parse_payload, utcnow
+from worker.protocol import BadPayload, utcnow
 from worker.running import RunningJob, Supervisor
 
 T = TypeVar("T")
@@ -55,7 +55,6 @@ class RunningBatch(JobHandler):
     def __init__(self, worker: Supervisor, members: list[RunningJob]) -> None:
         self.worker = worker
         self.members = {m.job_id: m for m in members}
-        self.started = time.monotonic()
         self.cancelled: set[str] = set()
         self.last_cancel_check = 0.0
         self.cancel_since = 0.0
@@ -96,9 +95,8 @@ class RunningBatch(JobHandler):
         for member in self.members.values():
             member.write_pending()
         now = time.monotonic()
-        first = next(iter(self.members.values()))
-        first.started = self.started
-        first.hold_prefetched(now)
+        # The first member started with the batch: its hold rule is the batch's.
+        next(iter(self.members.values())).hold_prefetched(now)
         if now - self.last_cancel_check >= CANCEL_CHECK_S:
             self.last_cancel_check = now
             w.maintenance()
@@ -172,9 +170,7 @@ def _attempt(
         return {job.id: outcome}
     handlers = [RunningJob(worker, job.id, delivery) for job, delivery, _ in members]
     batch = RunningBatch(worker, handlers)
-    tasks = [
-        Task(j.id, j.processor, j.params, j.attempts + 1, worker.worker_id) for j, _, _ in members
-    ]
+    tasks = [Task.of(job, worker.worker_id) for job, _, _ in members]
     timeout = batch_timeout([worker.timeout_of(job) for job, _, _ in members])
     worker.current = members[0][0]  # what health and the heartbeat show as running
     try:
@@ -241,17 +237,11 @@ def prepare_ahead(worker: Any) -> None:
     tasks = []
     for delivery in ahead.next or ():
         try:
-            job, _ = parse_payload(
-                delivery.raw,
-                default_processor=worker.settings.queue_processors.get(delivery.queue),
-                max_bytes=worker.settings.max_payload_bytes,
-            )
+            job, _ = worker.parse(delivery)
         except BadPayload:
             continue
         if job.processor in executor.preparers and not delivery.duplicate_of:
-            tasks.append(
-                Task(job.id, job.processor, job.params, job.attempts + 1, worker.worker_id)
-            )
+            tasks.append(Task.of(job, worker.worker_id))
     if tasks:
         ahead.prepared = True
         executor.prepare(tasks)

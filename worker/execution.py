@@ -44,6 +44,11 @@ class Task:
     attempt: int
     worker_id: str = ""
 
+    @classmethod
+    def of(cls, job: Any, worker_id: str) -> Task:
+        """The task for the next attempt of `job` (a `worker.protocol.Job`)."""
+        return cls(job.id, job.processor, job.params, job.attempts + 1, worker_id)
+
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
@@ -110,7 +115,7 @@ class JobRunner:
                 continue  # not installed: its jobs fail with the reason when they run
             if (size := cls.batch_limit(self.settings)) > 1:
                 batch_sizes[name] = size
-            if cls.prepare is not Processor.prepare:
+            if cls.prepares():
                 preparers.append(name)
         return {"batch_sizes": batch_sizes, "preparers": preparers}
 
@@ -214,7 +219,7 @@ class JobRunner:
             for task in tasks:
                 # Only a loaded processor: loading is the running thread's business.
                 proc = self.processors.get(task.processor)
-                if proc is None or type(proc).prepare is Processor.prepare:
+                if proc is None or not proc.prepares():
                     continue
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(1, thread_name_prefix="stoker-prepare")
@@ -238,7 +243,7 @@ class JobRunner:
                 return future.result()
             finally:
                 self.prepare_waited += time.perf_counter() - waited
-        if type(proc).prepare is Processor.prepare:
+        if not proc.prepares():
             return params
         return proc.prepare(params, ctx)
 

@@ -327,6 +327,14 @@ class Worker:
         elif admitted:
             run_batch(self, admitted)
 
+    def parse(self, delivery: Delivery) -> tuple[Job, bool]:
+        """`protocol.parse_payload` under this worker's settings (raises BadPayload)."""
+        return parse_payload(
+            delivery.raw,
+            default_processor=self.settings.queue_processors.get(delivery.queue),
+            max_bytes=self.settings.max_payload_bytes,
+        )
+
     def admit(self, delivery: Delivery) -> tuple[Job, Delivery, Any] | None:
         """The job to run, or None when the delivery was settled without running it
         (a duplicate, a bad payload, an unknown processor, a `run_at` not due yet, a job
@@ -341,11 +349,7 @@ class Worker:
             self.stats.skipped += 1
             return None
         try:
-            job, generated = parse_payload(
-                delivery.raw,
-                default_processor=self.settings.queue_processors.get(delivery.queue),
-                max_bytes=self.settings.max_payload_bytes,
-            )
+            job, generated = self.parse(delivery)
         except BadPayload as exc:
             self.reject(delivery, exc.reason, "BadPayload", exc.job_id, exc.data)
             return None
@@ -397,7 +401,7 @@ class Worker:
         """One attempt of one job on the executor; its outcome (rows written)."""
         self.current, self._cancel_current = job, False
         handler = RunningJob(self, job.id, delivery)
-        task = Task(job.id, job.processor, job.params, job.attempts + 1, self.worker_id)
+        task = Task.of(job, self.worker_id)
         try:
             outcome = self.executor.execute(task, self.timeout_of(job), handler)
         finally:
