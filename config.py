@@ -284,8 +284,9 @@ class Settings(BaseSettings):
 
     # Fetch and protocol
     poll_interval: float = 0.02
-    """With several queues, the longest idle sleep between polls (seconds). With one queue
-    the worker blocks on it (BLMOVE) and a push wakes it at once."""
+    """The longest idle sleep between polls (seconds), where Redis refuses both ways of
+    waiting on several queues (CLIENT and CONFIG denied). Otherwise an idle worker blocks
+    on its queues (BLMOVE) and a push wakes it at once."""
     prefetch: bool = True
     """Take the next job while one runs (process isolation only), overlapping the fetch
     with the work."""

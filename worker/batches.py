@@ -74,10 +74,7 @@ class RunningBatch(JobHandler):
         return self.poll() is not None
 
     def sent(self) -> None:
-        if not self.worker.stopping:
-            self.worker.prefetcher.send_many(
-                [(m.delivery, m.job_id) for m in self.members.values()]
-            )
+        self.worker.job_sent([(m.delivery, m.job_id) for m in self.members.values()])
 
     @property
     def poll_interval(self) -> float:  # type: ignore[override]

@@ -261,19 +261,45 @@ class Broker:
         this worker's landing list; the `land` script, sent right behind it on the same
         connection, runs the moment it returns and takes the job into flight (named,
         claimed), so the wait and the claim cost one round trip between them."""
+        base = uuid.uuid4().hex
+        wait, land = self.wait_commands(queue, timeout, base)
+        self._collect()
+        self._send(wait)
+        self._send(land)
+        self._read(wait)  # the job (or None): `land` answers for it
+        return self.landed(self._read(land), queue, base)
+
+    def wait_commands(
+        self, queue: str, timeout: float, base: str
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The BLMOVE that waits up to `timeout` s for a job on `queue` (into this worker's
+        landing list), and the `land` script to send right behind it (ids from `base`)."""
         landing = self.keys.landing(self.worker_id, queue)
         inflight = self.keys.inflight(self.worker_id, queue)
-        base = uuid.uuid4().hex
         keys = [landing, inflight, self.keys.running, self.keys.deliveries]
         land = self._script_command(keys, ("land", self.worker_id, self.max_payload_bytes, base))
-        self._collect()
-        self._send(("BLMOVE", self.keys.queue(queue), landing, "RIGHT", "LEFT", timeout))
-        self._send(land)
-        self._read(("BLMOVE",))  # the job (or None): `land` answers for it
-        res = self._read(land)
+        return ("BLMOVE", self.keys.queue(queue), landing, "RIGHT", "LEFT", timeout), land
+
+    def landed(self, res: Any, queue: str, base: str) -> Delivery | None:
+        """The delivery `land` answered (None: nothing landed)."""
         if res is None:
             return None
         return self._delivery(res[0], queue, res[1], res[2], True, base)
+
+    def land_again(self, command: tuple[Any, ...]) -> tuple[Any, ...]:
+        """`land` with the script loaded again (Redis answered NOSCRIPT: restarted or
+        flushed while the worker waited)."""
+        self._script.sha = self.client.script_load(_SCRIPT)
+        return (command[0], self._script.sha, *command[2:])
+
+    def reclaim_landed(self, queue: str) -> int:
+        """Hand back jobs left in this worker's landing list for `queue` (a wait whose
+        `land` never ran: its connection was lost) to the front of the queue. Landed
+        jobs are not yet claimed or counted: moving them back is all there is to it."""
+        landing, n = self.keys.landing(self.worker_id, queue), 0
+        while self._command("LMOVE", landing, self.keys.queue(queue), "RIGHT", "RIGHT"):
+            n += 1
+        return n
 
     def rewrite(self, delivery: Delivery, payload: str) -> Delivery:
         """Replace an id-less in-flight payload with its normalized form (which has an id)."""
@@ -292,12 +318,19 @@ class Broker:
         return delivery
 
     def release(self, delivery: Delivery) -> None:
-        """Hand a prefetched job that never started back to the front of its queue."""
-        keys = [delivery.inflight_key, self.keys.running, self.keys.queue(delivery.queue)]
+        """Hand a job that never started (prefetched, or landed by a losing wait) back to
+        the front of its queue, its delivery uncounted."""
+        keys = [
+            delivery.inflight_key,
+            self.keys.running,
+            self.keys.deliveries,
+            self.keys.queue(delivery.queue),
+        ]
         # A duplicate was never claimed: the running mark is someone else's (or this
         # worker's, for the job it is running now).
         claimant = "" if delivery.duplicate_of else self.worker_id
-        self._call(keys, "release", delivery.raw, claimant, self.max_payload_bytes)
+        uncount = int(delivery.counted and not delivery.duplicate_of)
+        self._call(keys, "release", delivery.raw, claimant, self.max_payload_bytes, uncount)
 
     def ack(self, delivery: Delivery, job_id: str | None) -> None:
         """Take a job whose outcome is recorded out of flight."""

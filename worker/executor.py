@@ -72,6 +72,11 @@ class Executor(abc.ABC):
         """Run tasks of one processor in one call: an Outcome per task, or one Outcome
         when the call failed as a whole (raised, crashed, timed out, was stopped)."""
 
+    def reports_sent(self) -> bool:
+        """Whether a task executed now is reported sent (`JobHandler.sent`) before it runs:
+        a separate executor, already started. Inline execution never is."""
+        return False
+
     def prepare(self, tasks: list[Task]) -> None:  # noqa: B027 - optional
         """Start preparing the next job or batch while the current one runs."""
 
@@ -138,6 +143,9 @@ class ProcessExecutor(Executor):
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.is_alive()
+
+    def reports_sent(self) -> bool:
+        return self.alive()
 
     def start(self) -> None:
         if self.alive():

@@ -1,9 +1,10 @@
 """How an idle worker waits for work, as pure functions.
 
-With one queue it blocks on it (BLMOVE): a push wakes it at once; the timeout only bounds
-how late a due retry or a stop request is noticed. BLMOVE watches one list (and Redis
-checks blocking timeouts only ~10 times a second), so several queues are polled: sleeps
-grow from 1 ms to `WORKER_POLL_INTERVAL`, never past the next scheduled job's due time.
+It blocks on its queues (BLMOVE; one wait per queue, `worker.blockers`): a push wakes it
+at once; the timeout only bounds how late a due retry or a stop request is noticed. Where
+Redis refuses every way of waiting on several queues (`worker.wakeup`), they are polled:
+sleeps grow from 1 ms to `WORKER_POLL_INTERVAL`, never past the next scheduled job's due
+time.
 """
 
 from __future__ import annotations

@@ -119,8 +119,9 @@ class Prefetcher:
         """Hand back in-flight jobs this worker lost track of (after a Redis error).
 
         Between jobs, once every success is acknowledged, anything in this worker's
-        in-flight lists besides the prefetched job is such an orphan: it goes back to the
-        front of its queue, where it is fetched again.
+        in-flight lists besides the prefetched job is such an orphan, and so is anything in
+        its landing lists (a wait whose `land` never ran): it goes back to the front of its
+        queue, where it is fetched again.
         """
         self.flush_outcomes()
         broker = self.broker
@@ -131,11 +132,19 @@ class Prefetcher:
                 if raw in held:
                     held.remove(raw)
                     continue
-                orphan = Delivery(raw, queue, key, duplicate_of=None, deliveries=0)
+                # Its delivery stays as counted: whether the lost fetch counted it is unknown.
+                orphan = Delivery(raw, queue, key, duplicate_of=None, deliveries=0, counted=False)
                 self.retry_redis(lambda d=orphan: broker.release(d))
                 log.warning(
                     "orphaned in-flight job handed back to its queue",
                     queue=queue,
+                    worker_id=broker.worker_id,
+                )
+            if landed := self.retry_redis(lambda q=queue: broker.reclaim_landed(q)):
+                log.warning(
+                    "landed job handed back to its queue",
+                    queue=queue,
+                    count=landed,
                     worker_id=broker.worker_id,
                 )
         self.orphan_check_due = False

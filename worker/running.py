@@ -57,6 +57,8 @@ class Supervisor(Protocol):
 
     def prepare_ahead(self) -> None: ...
 
+    def job_sent(self, started: list[tuple[Delivery, str]]) -> None: ...
+
     def maintenance(self, *, every: float = 0.0) -> None: ...
 
 
@@ -155,8 +157,7 @@ class RunningJob(JobHandler):
         return w._retry_db(lambda: w.store.result(job_id), "job_result")
 
     def sent(self) -> None:
-        if not self.worker.stopping:
-            self.worker.prefetcher.send(self.delivery, self.job_id)
+        self.worker.job_sent([(self.delivery, self.job_id)])
 
     @property
     def poll_interval(self) -> float:  # type: ignore[override]

@@ -251,15 +251,20 @@ elseif cmd == 'rewrite' then
   return claim(KEYS[2], KEYS[3], ARGV[3], ARGV[4], true, tonumber(ARGV[5]))
 
 elseif cmd == 'release' then
-  -- Hand a prefetched, never started job back: to the front of its queue, its
-  -- delivery uncounted. KEYS: inflight, running, queue
+  -- Hand a never started job back: to the front of its queue, its delivery uncounted.
+  -- A prefetched job was never counted; a job landed by a wait that lost the race to
+  -- another queue's (`worker.blockers`) was, and is counted back ('1' in ARGV[5]).
+  -- KEYS: inflight, running, deliveries, queue
   -- ARGV: payload, the worker whose claim it holds ('' for a duplicate: none),
-  --       max payload bytes
+  --       max payload bytes, '1' to count its delivery back
   local n = redis.call('LREM', KEYS[1], 1, ARGV[2])
-  if n == 1 then redis.call('RPUSH', KEYS[3], ARGV[2]) end
+  if n == 1 then redis.call('RPUSH', KEYS[4], ARGV[2]) end
   local id = job_id(ARGV[2], tonumber(ARGV[4]))
   if id and ARGV[3] ~= '' and redis.call('HGET', KEYS[2], id) == ARGV[3] then
     redis.call('HDEL', KEYS[2], id)
+    if n == 1 and ARGV[5] == '1' and redis.call('HINCRBY', KEYS[3], id, -1) <= 0 then
+      redis.call('HDEL', KEYS[3], id)
+    end
   end
   return n
 

@@ -1,11 +1,16 @@
-"""Waking an idle worker that watches several queues, without polling.
+"""How an idle worker waits for a push, without polling where Redis allows.
 
-BLMOVE watches one list, so a worker with several queues (strict priority) subscribes
-to Redis keyspace notifications for its queue keys (`notify-keyspace-events` with `K`
-and `l`, which the worker turns on if they are off) and sleeps on that subscription; a
-push to any of its queues wakes it at once.
+`IdleWait` picks the mechanism, in this order:
+- one queue: a BLMOVE on it, the claim riding behind (`Broker.block_fetch`);
+- several queues: a BLMOVE on each, on connections of their own (`worker.blockers`);
+- where Redis refuses that (CLIENT denied): keyspace notifications, below;
+- where it refuses those too: polling (`worker.idle.poll_sleep`).
 
-Rules:
+`QueueWatch` subscribes to Redis keyspace notifications for the queue keys
+(`notify-keyspace-events` with `K` and `l`, which the worker turns on if they are off)
+and sleeps on that subscription; a push to any of the queues wakes it at once.
+
+Rules of the notification wait:
 - The subscription is opened when the worker goes idle and kept while it keeps going
   idle; a worker busy for `BUSY_JOBS` jobs in a row drops it (every push and pop of a
   watched queue is a message: a busy worker would only pile them up).
@@ -20,14 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 import structlog
 
+from worker.blockers import Blockers
+from worker.broker import Broker, Delivery
 from worker.idle import block_timeout, poll_sleep
 
 log = structlog.get_logger("stoker.wakeup")
+
+T = TypeVar("T")
 
 #: Jobs run in a row without going idle after which the subscription is dropped.
 BUSY_JOBS = 256
@@ -140,3 +150,49 @@ class QueueWatch:
             with contextlib.suppress(redis.RedisError, OSError):
                 self._pubsub.close()
             self._pubsub = None
+
+
+class IdleWait:
+    """An idle worker's wait for its next job (the mechanism: see the module rules)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        queues: list[str],
+        *,
+        poll_interval: float,
+        retry_redis: Callable[[Callable[[], T]], T],
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.broker = broker
+        self.queues = queues
+        self.poll_interval = poll_interval
+        self.retry_redis = retry_redis
+        self.watch = QueueWatch(broker.client, [broker.keys.queue(q) for q in queues])
+        self.blockers = Blockers(broker, queues, on_lost=on_lost)
+        self._sleep = 0.0
+
+    def wait(self, next_due: float | None) -> Delivery | None:
+        """Wait for a push (or `next_due`, a scheduled job's due time): the job it took
+        into flight, or None (fetch again)."""
+        several = len(self.queues) > 1
+        if several and not self.retry_redis(self.blockers.open):
+            self._sleep = self.watch.idle_wait(next_due, self._sleep, self.poll_interval)
+            return None
+        self.watch.close()
+        timeout = block_timeout(next_due, time.time())
+        if several:
+            return self.retry_redis(lambda: self.blockers.wait(timeout))
+        return self.retry_redis(lambda: self.broker.block_fetch(self.queues[0], timeout))
+
+    def settle(self) -> None:
+        """Finish the waits cancelled when one of them took a job (`Blockers.settle`)."""
+        self.blockers.settle()
+
+    def ran_job(self) -> None:
+        self._sleep = 0.0
+        self.watch.ran_job()
+
+    def close(self) -> None:
+        self.watch.close()
+        self.blockers.close()

@@ -36,7 +36,6 @@ from worker.connection import default_worker_id, redis_client
 from worker.execution import Task
 from worker.executor import Executor, make_executor
 from worker.heartbeat import Heartbeat
-from worker.idle import block_timeout
 from worker.keys import Keys, queue_name_error
 from worker.lifecycle import JobStatus, decide, log_settled
 from worker.logs import redact_url
@@ -52,7 +51,7 @@ from worker.running import RunningJob
 from worker.stats import Stats
 from worker.store import JobStore
 from worker.transitions import Transitions
-from worker.wakeup import QueueWatch
+from worker.wakeup import IdleWait
 from worker.writer import OutcomeWriter
 
 log = structlog.get_logger("stoker.worker")
@@ -120,10 +119,19 @@ class Worker:
             retry_redis=self._retry_redis,
             flush_outcomes=self.writer.flush,
         )
-        self.watch = QueueWatch(client, [self.keys.queue(q) for q in self.queues])
+        self.idle = IdleWait(
+            self.broker,
+            self.queues,
+            poll_interval=settings.poll_interval,
+            retry_redis=self._retry_redis,
+            on_lost=self._on_wait_lost,
+        )
         self._last_maintenance = 0.0
         self.ops = Ops(self)  # metrics, health, systemd notify, retention (worker/ops.py)
         self.reconciler.on_restored = lambda r: self.ops.restored(r.where, r.reason)
+
+    def _on_wait_lost(self) -> None:
+        self.prefetcher.orphan_check_due = True
 
     def _on_redis_lost(self) -> None:
         self.reconciler.redis_lost()
@@ -224,7 +232,7 @@ class Worker:
         return 0
 
     def close(self) -> None:
-        self.watch.close()
+        self.idle.close()
         self.ops.close()
         self.writer.close()
         self.heartbeat.stop()
@@ -258,10 +266,10 @@ class Worker:
                 self.release_prefetched()
 
     def _loop(self) -> None:
-        idle_sleep = 0.0
         while not self.stopping:
             self.ops.tick()
             self.maintenance()
+            self.idle.settle()
             self.prefetcher.collect()
             if self.prefetcher.orphan_check_due:
                 self.prefetcher.reclaim_orphans()
@@ -273,19 +281,16 @@ class Worker:
             if not batch:
                 if self.burst:
                     return
-                if len(self.queues) > 1:  # see worker/idle.py and worker/wakeup.py
-                    interval = self.settings.poll_interval
-                    idle_sleep = self.watch.idle_wait(res.next_due, idle_sleep, interval)
-                    continue
-                wait = block_timeout(res.next_due, time.time())
-                delivery = self._retry_redis(
-                    lambda w=wait: self.broker.block_fetch(self.queues[0], w)
-                )
-                if delivery is None:
+                if (delivery := self.idle.wait(res.next_due)) is None:
                     continue
                 batch = [delivery]
-            idle_sleep = 0.0
             self.handle_batch(batch)
+
+    def job_sent(self, started: list[tuple[Delivery, str]]) -> None:
+        """The executor has the jobs: settle the cancelled waits, then prefetch."""
+        self.idle.settle()
+        if not self.stopping:
+            self.prefetcher.send_many(started)
 
     @property
     def holds_prefetched(self) -> bool:
@@ -318,7 +323,9 @@ class Worker:
     def handle_batch(self, deliveries: list[Delivery]) -> None:
         """Run jobs taken together (one job, or a batch of one processor: see
         `worker.batches`) to recorded (or handed-over) outcomes."""
-        self.watch.ran_job()
+        self.idle.ran_job()
+        if not self.executor.reports_sent():
+            self.idle.settle()  # not after a start: the other queues' waits end first
         admitted = [a for d in deliveries if (a := self.admit(d)) is not None]
         if admitted and self.settings.batch_wait_ms:
             admitted += fill(self, admitted[0][0], admitted[0][1].queue, len(admitted))

@@ -1,11 +1,12 @@
-"""An idle worker on several queues is woken by a push, not by polling
-(`worker.wakeup`); where Redis refuses keyspace notifications it polls as before."""
+"""An idle worker on several queues is woken by a push, not by polling (`worker.wakeup`):
+by its waits on every queue, else keyspace notifications, else it polls as before."""
 
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -49,9 +50,9 @@ def test_an_idle_worker_on_several_queues_starts_a_push_to_any_of_them_at_once(
     assert max(delays) < 0.5, delays
 
 
-def test_a_worker_refused_keyspace_notifications_polls_and_still_runs_jobs(
-    redis_url: str, make_deployment: Callable[..., Deployment]
-) -> None:
+def limited_deployment(
+    redis_url: str, make_deployment: Callable[..., Deployment], denied: list[str]
+) -> Deployment:
     admin = redis.Redis.from_url(redis_url)
     admin.acl_setuser(
         "limited",
@@ -59,17 +60,68 @@ def test_a_worker_refused_keyspace_notifications_polls_and_still_runs_jobs(
         passwords=["+pw"],
         keys=["*"],
         channels=["*"],
-        commands=["+@all", "-config"],
+        commands=["+@all", *(f"-{c}" for c in denied)],
     )
-    try:
-        limited_url = redis_url.replace("redis://", "redis://limited:pw@", 1)
-        deployment = make_deployment(limited_url)
-        worker = deployment.start(queues=QUEUES, poll_interval=0.05)
+    admin.close()
+    return make_deployment(redis_url.replace("redis://", "redis://limited:pw@", 1))
 
-        pushed = push(deployment, "low", "polled")
 
-        assert started_after(deployment, "polled", pushed) < 5
-        wait_for(lambda: worker.has_event("queue notifications unavailable; polling"), 10)
-    finally:
-        admin.acl_deluser("limited")
-        admin.close()
+@pytest.fixture
+def drop_limited_user(redis_url: str) -> Iterator[None]:
+    yield
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_deluser("limited")
+    admin.close()
+
+
+@pytest.mark.usefixtures("drop_limited_user")
+def test_a_worker_refused_client_commands_is_woken_by_keyspace_notifications(
+    redis_url: str, make_deployment: Callable[..., Deployment]
+) -> None:
+    deployment = limited_deployment(redis_url, make_deployment, ["client"])
+    worker = deployment.start(queues=QUEUES, poll_interval=5)
+    push(deployment, "low", "warm")
+    deployment.wait_status("warm", "succeeded", 30)
+    time.sleep(2.5)
+
+    pushed = push(deployment, "default", "notified")
+
+    assert started_after(deployment, "notified", pushed) < 0.5
+    assert worker.has_event("waiting on several queues unavailable")
+
+
+@pytest.mark.usefixtures("drop_limited_user")
+def test_a_worker_refused_client_commands_and_keyspace_notifications_polls_and_runs_jobs(
+    redis_url: str, make_deployment: Callable[..., Deployment]
+) -> None:
+    deployment = limited_deployment(redis_url, make_deployment, ["client", "config"])
+    worker = deployment.start(queues=QUEUES, poll_interval=0.05)
+
+    pushed = push(deployment, "low", "polled")
+
+    assert started_after(deployment, "polled", pushed) < 5
+    wait_for(lambda: worker.has_event("queue notifications unavailable; polling"), 10)
+
+
+def test_jobs_pushed_to_several_queues_in_bursts_each_run_once_and_nothing_is_left_behind(
+    deployment: Deployment,
+) -> None:
+    deployment.start(queues=QUEUES)
+    rng = random.Random(14)
+    ids = []
+    for _ in range(120):
+        pipe = deployment.client.pipeline(transaction=rng.random() < 0.5)
+        for queue in rng.sample(QUEUES.split(","), rng.randint(1, 3)):
+            ids.append(f"b{len(ids)}")
+            payload = {"id": ids[-1], "processor": "echo", "params": {"text": ids[-1]}}
+            pipe.lpush(deployment.keys.queue(queue), json.dumps(payload))
+        pipe.execute()
+        time.sleep(rng.choice((0.0, 0.002, 0.01, 0.03)))
+
+    for job_id in ids:
+        deployment.wait_status(job_id, "succeeded", 60)
+        assert deployment.outcomes(job_id) == ["succeeded"]
+    client = deployment.client
+    assert client.keys(f"{deployment.keys.prefix}:landing:*") == []
+    assert client.keys(f"{deployment.keys.prefix}:inflight:*") == []
+    assert client.hlen(deployment.keys.deliveries) == 0

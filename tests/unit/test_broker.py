@@ -168,3 +168,46 @@ def test_releasing_a_prefetched_duplicate_keeps_the_running_jobs_claim(
 
     assert fake_redis.hget(KEYS.running, "a") == b"w1"
     assert queued_ids(fake_redis) == ["a"]
+
+
+def test_release_counts_back_the_delivery_of_a_job_a_wait_took_but_never_started(
+    broker: Broker, fake_redis: Any
+) -> None:
+    push(fake_redis, "a")
+    fake_redis.lmove(KEYS.queue("default"), KEYS.landing("w1", "default"), "RIGHT", "LEFT")
+    _, land = broker.wait_commands("default", 1.0, "0" * 32)
+    landed = broker.landed(broker._command(*land), "default", "0" * 32)
+    assert landed is not None and deliveries(fake_redis, "a") == 1
+
+    broker.release(landed)
+
+    assert queued_ids(fake_redis) == ["a"]
+    assert fake_redis.hget(KEYS.deliveries, "a") is None
+    assert fake_redis.hget(KEYS.running, "a") is None
+
+
+def test_release_keeps_the_deliveries_counted_before_the_one_handed_back(
+    broker: Broker, fake_redis: Any
+) -> None:
+    push(fake_redis, "a")
+    fake_redis.hset(KEYS.deliveries, "a", 2)  # delivered twice before, by workers that died
+    fake_redis.lmove(KEYS.queue("default"), KEYS.landing("w1", "default"), "RIGHT", "LEFT")
+    _, land = broker.wait_commands("default", 1.0, "0" * 32)
+    landed = broker.landed(broker._command(*land), "default", "0" * 32)
+    assert landed is not None
+
+    broker.release(landed)
+
+    assert deliveries(fake_redis, "a") == 2
+
+
+def test_jobs_left_in_a_landing_list_go_back_to_the_front_of_their_queue(
+    broker: Broker, fake_redis: Any
+) -> None:
+    push(fake_redis, "later")
+    fake_redis.lpush(KEYS.landing("w1", "default"), json.dumps({"id": "landed"}))
+
+    assert broker.reclaim_landed("default") == 1
+
+    assert queued_ids(fake_redis) == ["landed", "later"]
+    assert fake_redis.llen(KEYS.landing("w1", "default")) == 0
