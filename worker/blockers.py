@@ -103,6 +103,8 @@ class Blockers:
         """Wait up to `timeout` s for a job on any queue; the job, taken into flight and
         claimed, or None. Call `settle` once the job has been handed on."""
         self.settle()
+        if not self.open():  # reconnects after a loss
+            return None
         try:
             self._base = base = uuid.uuid4().hex
             for queue, conn in self._conns.items():

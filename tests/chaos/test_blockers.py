@@ -3,6 +3,7 @@ redis-server: what they take, what they hand back, what they leave behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -40,10 +41,30 @@ def payload(job_id: str) -> str:
     return json.dumps({"id": job_id, "processor": "echo", "params": {}})
 
 
-def later(seconds: float, action: Callable[[], Any]) -> threading.Timer:
-    timer = threading.Timer(seconds, action)
-    timer.start()
-    return timer
+Later = Callable[[float, Callable[[], Any]], threading.Timer]
+
+
+@pytest.fixture
+def later(real_redis: redis.Redis) -> Iterator[Later]:
+    """Run an action on a timer thread; every timer is joined before Redis is closed."""
+    timers: list[threading.Timer] = []
+
+    def start(seconds: float, action: Callable[[], Any]) -> threading.Timer:
+        timers.append(timer := threading.Timer(seconds, action))
+        timer.start()
+        return timer
+
+    yield start
+    for timer in timers:
+        timer.join()
+
+
+def kill_waits(client: redis.Redis) -> None:
+    """Drop every connection blocked in a BLMOVE (as a restart or a proxy would)."""
+    for entry in client.client_list():
+        if entry.get("cmd") == "blmove":
+            with contextlib.suppress(redis.ResponseError):  # already gone with the first
+                client.client_kill_filter(_id=entry["id"])
 
 
 def blocked_clients(client: redis.Redis) -> int:
@@ -51,7 +72,7 @@ def blocked_clients(client: redis.Redis) -> int:
 
 
 def test_a_push_to_any_queue_is_taken_into_flight_and_claimed(
-    blockers: Blockers, real_redis: redis.Redis
+    blockers: Blockers, real_redis: redis.Redis, later: Later
 ) -> None:
     later(0.1, lambda: real_redis.lpush(KEYS.queue("low"), payload("a")))
 
@@ -65,7 +86,7 @@ def test_a_push_to_any_queue_is_taken_into_flight_and_claimed(
 
 
 def test_the_other_waits_are_cancelled_once_settled(
-    blockers: Blockers, real_redis: redis.Redis
+    blockers: Blockers, real_redis: redis.Redis, later: Later
 ) -> None:
     later(0.1, lambda: real_redis.lpush(KEYS.queue("default"), payload("a")))
     assert blockers.wait(5.0) is not None
@@ -75,7 +96,9 @@ def test_the_other_waits_are_cancelled_once_settled(
     assert blocked_clients(real_redis) == 0
 
 
-def test_an_id_less_job_is_named_as_it_lands(blockers: Blockers, real_redis: redis.Redis) -> None:
+def test_an_id_less_job_is_named_as_it_lands(
+    blockers: Blockers, real_redis: redis.Redis, later: Later
+) -> None:
     later(0.1, lambda: real_redis.lpush(KEYS.queue("high"), '{"processor": "echo"}'))
 
     delivery = blockers.wait(5.0)
@@ -86,7 +109,7 @@ def test_an_id_less_job_is_named_as_it_lands(blockers: Blockers, real_redis: red
 
 
 def test_pushes_to_two_queues_at_once_run_one_and_hand_the_other_back_uncounted(
-    blockers: Blockers, real_redis: redis.Redis
+    blockers: Blockers, real_redis: redis.Redis, later: Later
 ) -> None:
     def push_both() -> None:
         pipe = real_redis.pipeline(transaction=True)  # one MULTI: both waits are served
@@ -119,7 +142,9 @@ def test_a_wait_that_times_out_takes_nothing_and_leaves_no_client_blocked(
     assert blocked_clients(real_redis) == 0
 
 
-def test_waits_run_again_after_a_win(blockers: Blockers, real_redis: redis.Redis) -> None:
+def test_waits_run_again_after_a_win(
+    blockers: Blockers, real_redis: redis.Redis, later: Later
+) -> None:
     for i, queue in enumerate(["low", "high", "default"]):
         later(0.05, lambda q=queue, n=i: real_redis.lpush(KEYS.queue(q), payload(f"j{n}")))
         delivery = blockers.wait(5.0)
@@ -127,9 +152,9 @@ def test_waits_run_again_after_a_win(blockers: Blockers, real_redis: redis.Redis
 
 
 def test_a_lost_wait_connection_is_a_connection_error_and_reported_lost(
-    blockers: Blockers, real_redis: redis.Redis, lost: list[bool]
+    blockers: Blockers, real_redis: redis.Redis, lost: list[bool], later: Later
 ) -> None:
-    later(0.2, lambda: real_redis.client_kill_filter(_type="normal", skipme=True))
+    later(0.2, lambda: kill_waits(real_redis))
 
     started = time.monotonic()
     with pytest.raises(redis.ConnectionError):
@@ -157,3 +182,17 @@ def test_a_server_that_refuses_client_commands_is_reported_unavailable(
 def test_fakeredis_is_reported_unavailable(fake_redis: Any) -> None:
     waits = Blockers(Broker(fake_redis, KEYS, "w1"), QUEUES, on_lost=lambda: None)
     assert waits.open() is False
+
+
+def test_the_waits_reconnect_after_a_lost_connection(
+    blockers: Blockers, real_redis: redis.Redis, later: Later
+) -> None:
+    killer = later(0.2, lambda: kill_waits(real_redis))
+    with pytest.raises(redis.ConnectionError):
+        blockers.wait(5.0)
+    killer.join()  # before the new waits connect
+    later(0.1, lambda: real_redis.lpush(KEYS.queue("default"), payload("after")))
+
+    delivery = blockers.wait(5.0)
+
+    assert delivery is not None and json.loads(delivery.raw)["id"] == "after"
