@@ -1,8 +1,12 @@
 """Soak: N jobs through 3 workers while a killer SIGKILLs supervisors and executors at
 random; about half the jobs are of a batching processor (`chaos_batch`, up to 8 a call).
 Afterwards every job is in the database exactly once as succeeded or failed, the
-failed list matches the failed rows, nothing is queued or in flight, and no job started
-again after its success was recorded.
+failed list matches the failed rows, nothing is queued, landed or in flight, and no job
+started again after its success was recorded.
+
+Two scenarios: a backlog of N jobs on one queue (workers never idle), and N/4 jobs
+trickled in bursts across three queues (workers idle between bursts, waiting on every
+queue at once: `worker.blockers`, killed mid-wait too).
 
 N comes from `STOKER_SOAK_JOBS` (default 1000); `STOKER_SOAK_SEED` fixes the killer's
 choices. The figures are printed (run with `-s`) and written to `soak.json` in the test's
@@ -54,9 +58,10 @@ class Killer:
     Like a process manager, it also restarts any worker that exited on its own.
     """
 
-    def __init__(self, dep: Deployment, rng: random.Random) -> None:
+    def __init__(self, dep: Deployment, rng: random.Random, queues: str) -> None:
         self.dep = dep
         self.rng = rng
+        self.queues = queues
         self.generation = 0
         self.slots = [self._start(i) for i in range(WORKERS)]
         self.supervisor_kills = 0
@@ -66,7 +71,8 @@ class Killer:
 
     def _start(self, slot: int) -> WorkerProc:
         self.generation += 1
-        return self.dep.start(f"soak-{slot}-{self.generation}", ready=False, **SETTINGS)
+        wid = f"soak-{slot}-{self.generation}"
+        return self.dep.start(wid, ready=False, queues=self.queues, **SETTINGS)
 
     def tick(self) -> None:
         for slot, worker in enumerate(self.slots):
@@ -106,49 +112,84 @@ class Killer:
         ]
 
 
-def _redis_settled(client: redis.Redis, dep: Deployment) -> bool:
+def _redis_settled(client: redis.Redis, dep: Deployment, queues: list[str]) -> bool:
     keys = dep.keys
-    if client.llen(keys.queue("default")) or client.zcard(keys.scheduled):
+    if any(client.llen(keys.queue(q)) for q in queues) or client.zcard(keys.scheduled):
         return False
-    return not any(client.llen(k) for k in client.scan_iter(f"{keys.prefix}:inflight:*"))
+    left = (f"{keys.prefix}:inflight:*", f"{keys.prefix}:landing:*")
+    return not any(client.llen(k) for pattern in left for k in client.scan_iter(pattern))
 
 
+class Producer:
+    """Pushes the soak's jobs: all at once (a backlog), or in bursts of 1-5 to random
+    queues, one burst per `push_some` call."""
+
+    def __init__(
+        self, dep: Deployment, rng: random.Random, ids: list[str], queues: list[str]
+    ) -> None:
+        self.dep, self.rng, self.queues = dep, rng, queues
+        self.left = list(ids)
+        self.processor, self.run_left = "chaos_slow", 0
+
+    def _job(self, job_id: str) -> str:
+        if self.run_left == 0:  # runs of 1-12 jobs of one processor: chaos_batch ones batch
+            self.processor = self.rng.choice(("chaos_slow", "chaos_batch"))
+            self.run_left = self.rng.randint(1, 12)
+        self.run_left -= 1
+        seconds = self.rng.choice((0.0, 0.01, 0.05, 0.15))  # mean 52 ms: kills land mid-job
+        return self.dep.job(job_id, self.processor, seconds=seconds)
+
+    def push_all(self) -> None:
+        pipe = self.dep.client.pipeline(transaction=False)
+        for job_id in self.left:
+            pipe.lpush(self.dep.keys.queue(self.queues[0]), self._job(job_id))
+        pipe.execute()
+        self.left = []
+
+    def push_some(self) -> None:
+        n = self.rng.randint(1, 5)
+        burst, self.left = self.left[:n], self.left[n:]
+        pipe = self.dep.client.pipeline(transaction=self.rng.random() < 0.5)
+        for job_id in burst:
+            pipe.lpush(self.dep.keys.queue(self.rng.choice(self.queues)), self._job(job_id))
+        pipe.execute()
+
+
+@pytest.mark.parametrize(
+    ("queues", "jobs"),
+    [("default", N), ("high,default,low", max(N // 4, 1))],
+    ids=["backlog on one queue", "trickle across three queues"],
+)
 def test_soak_random_kills_lose_nothing_and_run_nothing_twice(
-    deployment: Deployment, tmp_path: Path
+    deployment: Deployment, tmp_path: Path, queues: str, jobs: int
 ) -> None:
     seed = int(os.environ.get("STOKER_SOAK_SEED", str(time.time_ns() % 1_000_000)))
     rng = random.Random(seed)
-    ids = [f"soak-{i:06d}" for i in range(N)]
-    pipe = deployment.client.pipeline(transaction=False)
-    processor, run_left = "chaos_slow", 0
-    for job_id in ids:
-        if run_left == 0:  # runs of 1-12 jobs of one processor: chaos_batch ones batch
-            processor = rng.choice(("chaos_slow", "chaos_batch"))
-            run_left = rng.randint(1, 12)
-        run_left -= 1
-        seconds = rng.choice((0.0, 0.01, 0.05, 0.15))  # mean 52 ms: kills land mid-job
-        pipe.lpush(
-            deployment.keys.queue("default"), deployment.job(job_id, processor, seconds=seconds)
-        )
-    pipe.execute()
+    ids = [f"soak-{i:06d}" for i in range(jobs)]
+    names = queues.split(",")
+    producer = Producer(deployment, rng, ids, names)
+    if len(names) == 1:
+        producer.push_all()
 
     started = time.monotonic()
-    killer = Killer(deployment, rng)
-    deadline = started + max(900.0, N * 0.3)
+    killer = Killer(deployment, rng, queues)
+    deadline = started + max(900.0, jobs * 0.3)
     done = False
     while time.monotonic() < deadline:
         killer.tick()
+        if producer.left:
+            producer.push_some()
         try:
             counts = deployment.store.status_counts()
         except Exception:  # the first worker may still be creating the tables
             deployment.store.reset()
             counts = {}
-        if counts.get("succeeded", 0) + counts.get("failed", 0) >= N and _redis_settled(
-            deployment.client, deployment
+        if counts.get("succeeded", 0) + counts.get("failed", 0) >= jobs and _redis_settled(
+            deployment.client, deployment, names
         ):
             done = True
             break
-        time.sleep(0.2)
+        time.sleep(rng.uniform(0.05, 0.6) if producer.left else 0.2)
     wall_s = time.monotonic() - started
     exit_codes = killer.stop_all()
 
@@ -189,7 +230,8 @@ def test_soak_random_kills_lose_nothing_and_run_nothing_twice(
     poison = sum(1 for e in deployment.failed() if e["error"].get("type") == "PoisonPill")
 
     figures = {
-        "jobs": N,
+        "jobs": jobs,
+        "queues": queues,
         "workers": WORKERS,
         "seed": seed,
         "supervisor_kills": killer.supervisor_kills,
@@ -205,7 +247,7 @@ def test_soak_random_kills_lose_nothing_and_run_nothing_twice(
         "duplicates": len(duplicates),
         "lost": len(lost),
         "wall_s": round(wall_s, 1),
-        "jobs_per_s": round(N / wall_s, 1),
+        "jobs_per_s": round(jobs / wall_s, 1),
         "exit_codes": exit_codes,
     }
     print("\nsoak figures:", json.dumps(figures))
@@ -213,13 +255,13 @@ def test_soak_random_kills_lose_nothing_and_run_nothing_twice(
     report.write_text(json.dumps(figures, indent=2))
 
     assert done, f"the soak did not settle within the deadline: {figures}"
-    assert set(rows) == set(ids) and len(rows) == N  # each job exactly once
+    assert set(rows) == set(ids) and len(rows) == jobs  # each job exactly once
     assert not lost
     assert not duplicates, f"started again after success: {sorted(duplicates)[:10]}"
     assert all(successes[i] == 1 for i in succeeded), "a job has more than one success"
     assert not any(successes[i] for i in failed)
     assert len(failed_list) == len(set(failed_list)) and set(failed_list) == failed
-    assert _redis_settled(deployment.client, deployment)
+    assert _redis_settled(deployment.client, deployment, names)
     assert deployment.running() == {}
     assert exit_codes == [0] * WORKERS
     assert killer.supervisor_kills + killer.executor_kills > 0
