@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 import structlog
@@ -36,8 +36,6 @@ from worker.broker import Broker, Delivery
 from worker.idle import block_timeout, poll_sleep
 
 log = structlog.get_logger("stoker.wakeup")
-
-T = TypeVar("T")
 
 #: Jobs run in a row without going idle after which the subscription is dropped.
 BUSY_JOBS = 256
@@ -161,7 +159,7 @@ class IdleWait:
         queues: list[str],
         *,
         poll_interval: float,
-        retry_redis: Callable[[Callable[[], T]], T],
+        retry_redis: Callable[[Callable[[], Any]], Any],
         on_lost: Callable[[], None],
     ) -> None:
         self.broker = broker
