@@ -30,7 +30,7 @@ import select
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -76,27 +76,22 @@ class Blockers:
         if self._refused_at is not None and time.monotonic() - self._refused_at < RETRY_S:
             return False
         try:
-            for queue in self.queues:
-                conn = self.broker.client.connection_pool.make_connection()
-                self._conns[queue] = conn
-                conn.connect()
-                if not isinstance(getattr(conn, "_sock", None), socket.socket):
-                    raise Unsupported("the client has no socket to wait on")
-                conn.send_command("CLIENT", "ID")
-                self._ids[queue] = client_id = int(conn.read_response())
-                conn.send_command("CLIENT", "UNBLOCK", client_id)  # is it allowed?
-                conn.read_response()
+            with _undone_by(self.close):
+                for queue in self.queues:
+                    conn = self.broker.client.connection_pool.make_connection()
+                    self._conns[queue] = conn
+                    conn.connect()
+                    if not isinstance(getattr(conn, "_sock", None), socket.socket):
+                        raise Unsupported("the client has no socket to wait on")
+                    conn.send_command("CLIENT", "ID")
+                    self._ids[queue] = client_id = int(conn.read_response())
+                    conn.send_command("CLIENT", "UNBLOCK", client_id)  # is it allowed?
+                    conn.read_response()
         except (Unsupported, redis.ResponseError) as exc:
             log.warning("waiting on several queues unavailable", error=str(exc)[:200])
             self._refused_at = time.monotonic()
-            self.close()
+            self.close()  # Unsupported is no Redis error: `_undone_by` left it open
             return False
-        except redis.RedisError:
-            self.close()
-            raise
-        except OSError as exc:
-            self.close()
-            raise _lost(exc) from exc
         return True
 
     def wait(self, timeout: float) -> Delivery | None:
@@ -105,7 +100,7 @@ class Blockers:
         self.settle()
         if not self.open():  # reconnects after a loss
             return None
-        try:
+        with _undone_by(self._drop):
             self._base = base = uuid.uuid4().hex
             for queue, conn in self._conns.items():
                 blmove, self._lands[queue] = self.broker.wait_commands(queue, timeout, base)
@@ -114,15 +109,14 @@ class Blockers:
             first = self._first_answer(timeout + GRACE_S)
             won = self._read(first)
             self._control = self._conns[first]
-        except redis.RedisError:
-            self._drop()
-            raise
-        except OSError as exc:
-            self._drop()
-            raise _lost(exc) from exc
         if won is None:
             self.settle()
         return won
+
+    @property
+    def unsettled(self) -> bool:
+        """Waits were cancelled (or are still blocked) and not read yet."""
+        return bool(self._pending)
 
     def settle(self) -> None:
         """Read what the cancelled waits answered; hand back any job they took."""
@@ -176,7 +170,7 @@ class Blockers:
         try:
             res = conn.read_response()
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed meanwhile
-            conn.send_command(*self.broker.land_again(self._lands[queue]))
+            conn.send_command(*self.broker.reloaded(self._lands[queue]))
             res = conn.read_response()
         self._pending.remove(queue)
         return self.broker.landed(res, queue, self._base)
@@ -186,6 +180,15 @@ def _readable(conn: Any, timeout: float) -> bool:
     return bool(conn.can_read(timeout=timeout))
 
 
-def _lost(exc: OSError) -> redis.ConnectionError:
-    """A socket error as the connection error the worker retries."""
-    return redis.ConnectionError(f"a wait on the queues was lost: {exc}")
+@contextlib.contextmanager
+def _undone_by(cleanup: Callable[[], None]) -> Iterator[None]:
+    """On any Redis or socket error, run `cleanup` and raise: Redis errors as they are,
+    socket errors as the connection error the worker retries."""
+    try:
+        yield
+    except redis.RedisError:
+        cleanup()
+        raise
+    except OSError as exc:
+        cleanup()
+        raise redis.ConnectionError(f"a wait on the queues was lost: {exc}") from exc

@@ -117,14 +117,19 @@ class Broker:
             try:
                 return conn.read_response()
             except redis.exceptions.NoScriptError:  # a restarted or flushed Redis
-                self._script.sha = self.client.script_load(_SCRIPT)
-                self._send((command[0], self._script.sha, *command[2:]))
+                self._send(self.reloaded(command))
                 return conn.read_response()
         except redis.ResponseError:
             raise
         except BaseException:
             conn.disconnect()
             raise
+
+    def reloaded(self, command: tuple[Any, ...]) -> tuple[Any, ...]:
+        """An EVALSHA `command` again, the script loaded anew (Redis answered NOSCRIPT:
+        it restarted or was flushed)."""
+        self._script.sha = self.client.script_load(_SCRIPT)
+        return (command[0], self._script.sha, *command[2:])
 
     def close(self) -> None:
         self._pending = None
@@ -285,12 +290,6 @@ class Broker:
         if res is None:
             return None
         return self._delivery(res[0], queue, res[1], res[2], True, base)
-
-    def land_again(self, command: tuple[Any, ...]) -> tuple[Any, ...]:
-        """`land` with the script loaded again (Redis answered NOSCRIPT: restarted or
-        flushed while the worker waited)."""
-        self._script.sha = self.client.script_load(_SCRIPT)
-        return (command[0], self._script.sha, *command[2:])
 
     def reclaim_landed(self, queue: str) -> int:
         """Hand back jobs left in this worker's landing list for `queue` (a wait whose

@@ -183,6 +183,11 @@ class IdleWait:
             return self.retry_redis(lambda: self.blockers.wait(timeout))
         return self.retry_redis(lambda: self.broker.block_fetch(self.queues[0], timeout))
 
+    @property
+    def unsettled(self) -> bool:
+        """Waits cancelled when one of them took a job are still to be read."""
+        return self.blockers.unsettled
+
     def settle(self) -> None:
         """Finish the waits cancelled when one of them took a job (`Blockers.settle`)."""
         self.blockers.settle()

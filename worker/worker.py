@@ -324,7 +324,7 @@ class Worker:
         """Run jobs taken together (one job, or a batch of one processor: see
         `worker.batches`) to recorded (or handed-over) outcomes."""
         self.idle.ran_job()
-        if not self.executor.reports_sent():
+        if self.idle.unsettled and not self.executor.reports_sent():
             self.idle.settle()  # not after a start: the other queues' waits end first
         admitted = [a for d in deliveries if (a := self.admit(d)) is not None]
         if admitted and self.settings.batch_wait_ms:
