@@ -230,3 +230,25 @@ def make_deployment(tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
     yield make
     for dep in made:
         dep.close()
+
+
+@pytest.fixture
+def limited_url(redis_url: str) -> Iterator[Callable[[list[str]], str]]:
+    """The URL of a user `limited` who may run every command but `denied` (an ACL, as on a
+    managed Redis); the user is dropped after the test."""
+    admin = redis.Redis.from_url(redis_url)
+
+    def make(denied: list[str]) -> str:
+        admin.acl_setuser(
+            "limited",
+            enabled=True,
+            passwords=["+pw"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", *(f"-{c}" for c in denied)],
+        )
+        return redis_url.replace("redis://", "redis://limited:pw@", 1)
+
+    yield make
+    admin.acl_deluser("limited")
+    admin.close()

@@ -164,19 +164,13 @@ def test_a_lost_wait_connection_is_a_connection_error_and_reported_lost(
 
 
 def test_a_server_that_refuses_client_commands_is_reported_unavailable(
-    redis_url: str, real_redis: redis.Redis
+    limited_url: Callable[[list[str]], str],
 ) -> None:
-    real_redis.acl_setuser(
-        "noclient", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-client"]
-    )
-    try:
-        limited = redis.Redis.from_url(redis_url.replace("redis://", "redis://noclient:pw@", 1))
-        waits = Blockers(Broker(limited, KEYS, "w1"), QUEUES, on_lost=lambda: None)
+    limited = redis.Redis.from_url(limited_url(["client"]))
+    waits = Blockers(Broker(limited, KEYS, "w1"), QUEUES, on_lost=lambda: None)
 
-        assert waits.open() is False
-        limited.close()
-    finally:
-        real_redis.acl_deluser("noclient")
+    assert waits.open() is False
+    limited.close()
 
 
 def test_fakeredis_is_reported_unavailable(fake_redis: Any) -> None:
@@ -196,3 +190,15 @@ def test_the_waits_reconnect_after_a_lost_connection(
     delivery = blockers.wait(5.0)
 
     assert delivery is not None and json.loads(delivery.raw)["id"] == "after"
+
+
+def test_a_job_that_lands_after_the_scripts_were_flushed_is_still_claimed(
+    blockers: Blockers, real_redis: redis.Redis, later: Later
+) -> None:
+    real_redis.script_flush()  # as a restarted Redis forgets them
+    later(0.1, lambda: real_redis.lpush(KEYS.queue("low"), payload("after-flush")))
+
+    delivery = blockers.wait(5.0)
+
+    assert delivery is not None and json.loads(delivery.raw)["id"] == "after-flush"
+    assert real_redis.hget(KEYS.running, "after-flush") == b"w1"

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-import redis
 
 from tests.chaos.conftest import Deployment
 from tests.support import wait_for
@@ -50,35 +49,10 @@ def test_an_idle_worker_on_several_queues_starts_a_push_to_any_of_them_at_once(
     assert max(delays) < 0.5, delays
 
 
-def limited_deployment(
-    redis_url: str, make_deployment: Callable[..., Deployment], denied: list[str]
-) -> Deployment:
-    admin = redis.Redis.from_url(redis_url)
-    admin.acl_setuser(
-        "limited",
-        enabled=True,
-        passwords=["+pw"],
-        keys=["*"],
-        channels=["*"],
-        commands=["+@all", *(f"-{c}" for c in denied)],
-    )
-    admin.close()
-    return make_deployment(redis_url.replace("redis://", "redis://limited:pw@", 1))
-
-
-@pytest.fixture
-def drop_limited_user(redis_url: str) -> Iterator[None]:
-    yield
-    admin = redis.Redis.from_url(redis_url)
-    admin.acl_deluser("limited")
-    admin.close()
-
-
-@pytest.mark.usefixtures("drop_limited_user")
 def test_a_worker_refused_client_commands_is_woken_by_keyspace_notifications(
-    redis_url: str, make_deployment: Callable[..., Deployment]
+    limited_url: Callable[[list[str]], str], make_deployment: Callable[..., Deployment]
 ) -> None:
-    deployment = limited_deployment(redis_url, make_deployment, ["client"])
+    deployment = make_deployment(limited_url(["client"]))
     worker = deployment.start(queues=QUEUES, poll_interval=5)
     push(deployment, "low", "warm")
     deployment.wait_status("warm", "succeeded", 30)
@@ -90,11 +64,10 @@ def test_a_worker_refused_client_commands_is_woken_by_keyspace_notifications(
     assert worker.has_event("waiting on several queues unavailable")
 
 
-@pytest.mark.usefixtures("drop_limited_user")
 def test_a_worker_refused_client_commands_and_keyspace_notifications_polls_and_runs_jobs(
-    redis_url: str, make_deployment: Callable[..., Deployment]
+    limited_url: Callable[[list[str]], str], make_deployment: Callable[..., Deployment]
 ) -> None:
-    deployment = limited_deployment(redis_url, make_deployment, ["client", "config"])
+    deployment = make_deployment(limited_url(["client", "config"]))
     worker = deployment.start(queues=QUEUES, poll_interval=0.05)
 
     pushed = push(deployment, "low", "polled")
